@@ -1,0 +1,327 @@
+//! Asynchronous detail jobs (facts §3, §4.2): QUEUED, then PENDING, then FULFILLED (or FAILED by
+//! fault injection) once `job_delay` of real time has passed; results expire `job_expiry` of
+//! simulated time after completion (state EXPIRED, results 404). At most `job_concurrency` jobs
+//! run at once per org (429 beyond). A job sees the data lake as of its submission's
+//! `dataAvailabilityDate` (now minus the lag): nothing after it, in-progress views at it.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::data::ms;
+use super::limits::ceil_secs;
+use super::query::{Hit, Selection};
+use crate::genesys::model::{job_state, AsyncQueryStatus, Filter, Interval, UserDetail};
+
+/// Which dataset a job reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Conversations,
+    Users,
+}
+
+/// What a users job selects.
+#[derive(Debug, Clone)]
+pub struct UserSelection {
+    pub interval: Interval,
+    pub descending: bool,
+    pub user_filters: Vec<Filter>,
+    pub presence_filters: Vec<Filter>,
+    pub routing_status_filters: Vec<Filter>,
+    pub limit: Option<usize>,
+}
+
+/// The query of a job.
+#[derive(Debug, Clone)]
+pub enum JobQuery {
+    Conversations(Selection),
+    Users(UserSelection),
+}
+
+/// Computed results of a fulfilled job.
+pub enum JobResults {
+    Conversations(Vec<Hit>),
+    Users(Vec<UserDetail>),
+}
+
+pub struct Job {
+    pub kind: JobKind,
+    pub query: JobQuery,
+    submitted: Instant,
+    pub submission_date: DateTime<Utc>,
+    /// dataAvailabilityDate when the job was submitted (ms since the epoch).
+    pub availability_ms: i64,
+    fails: bool,
+    pub results: Mutex<Option<Arc<JobResults>>>,
+}
+
+/// A job's status at `(real now, simulated now)`.
+pub struct JobStatus {
+    pub state: &'static str,
+    pub status: AsyncQueryStatus,
+}
+
+/// Why a job operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobError {
+    /// No such job (or deleted).
+    NotFound,
+    /// Too many running jobs: retry after this many seconds.
+    Cap { retry_after_secs: u64 },
+}
+
+pub struct Jobs {
+    delay: Duration,
+    expiry: chrono::Duration,
+    cap: u32,
+    enabled: bool,
+    jobs: Mutex<HashMap<String, Arc<Job>>>,
+}
+
+impl Jobs {
+    pub fn new(delay: Duration, expiry: Duration, cap: u32, enabled: bool) -> Self {
+        Jobs {
+            delay,
+            expiry: chrono::Duration::from_std(expiry).unwrap_or(chrono::Duration::days(1)),
+            cap,
+            enabled,
+            jobs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Job>>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn running(&self, job: &Job, now: Instant) -> bool {
+        now.saturating_duration_since(job.submitted) < self.delay
+    }
+
+    /// Registers a job unless `cap` jobs are running at `now`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit(
+        &self,
+        id: String,
+        kind: JobKind,
+        query: JobQuery,
+        now: Instant,
+        sim_now: DateTime<Utc>,
+        availability_ms: i64,
+        fails: bool,
+    ) -> Result<String, JobError> {
+        let mut jobs = self.lock();
+        if self.enabled {
+            let running: Vec<Instant> = jobs
+                .values()
+                .filter(|j| self.running(j, now))
+                .map(|j| j.submitted + self.delay)
+                .collect();
+            if running.len() as u32 >= self.cap {
+                let first_done = running.into_iter().min().unwrap_or(now);
+                return Err(JobError::Cap {
+                    retry_after_secs: ceil_secs(now, first_done).max(1),
+                });
+            }
+        }
+        jobs.insert(
+            id.clone(),
+            Arc::new(Job {
+                kind,
+                query,
+                submitted: now,
+                submission_date: sim_now,
+                availability_ms,
+                fails,
+                results: Mutex::new(None),
+            }),
+        );
+        Ok(id)
+    }
+
+    pub fn get(&self, id: &str, kind: JobKind) -> Result<Arc<Job>, JobError> {
+        self.lock()
+            .get(id)
+            .filter(|j| j.kind == kind)
+            .cloned()
+            .ok_or(JobError::NotFound)
+    }
+
+    pub fn delete(&self, id: &str, kind: JobKind) -> Result<(), JobError> {
+        let mut jobs = self.lock();
+        match jobs.get(id) {
+            Some(j) if j.kind == kind => {
+                jobs.remove(id);
+                Ok(())
+            }
+            _ => Err(JobError::NotFound),
+        }
+    }
+
+    /// The job's state machine.
+    pub fn status(&self, job: &Job, now: Instant, sim_now: DateTime<Utc>) -> JobStatus {
+        let elapsed = now.saturating_duration_since(job.submitted);
+        let delay = chrono::Duration::from_std(self.delay).unwrap_or_default();
+        let completion = job.submission_date + delay;
+        let expiration = completion + self.expiry;
+        let state = if elapsed < self.delay / 2 {
+            job_state::QUEUED
+        } else if elapsed < self.delay {
+            job_state::PENDING
+        } else if sim_now >= expiration {
+            job_state::EXPIRED
+        } else if job.fails {
+            job_state::FAILED
+        } else {
+            job_state::FULFILLED
+        };
+        let done = matches!(
+            state,
+            job_state::FULFILLED | job_state::FAILED | job_state::EXPIRED
+        );
+        JobStatus {
+            state,
+            status: AsyncQueryStatus {
+                state: state.to_string(),
+                error_message: (state == job_state::FAILED)
+                    .then(|| "The job failed while reading the data lake; submit it again".into()),
+                submission_date: Some(job.submission_date),
+                completion_date: done.then_some(completion),
+                expiration_date: done.then_some(expiration),
+            },
+        }
+    }
+
+    /// The dataAvailabilityDate a job reads up to.
+    pub fn availability(job: &Job) -> DateTime<Utc> {
+        ms(job.availability_ms)
+    }
+}
+
+/// Opaque cursor: the offset of the next result.
+pub fn encode_cursor(offset: usize) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
+}
+
+pub fn decode_cursor(c: &str) -> Option<usize> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c.trim())
+        .ok()?;
+    String::from_utf8(raw)
+        .ok()?
+        .strip_prefix("o:")?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::query::{Matching, Order, OrderBy};
+
+    fn q() -> JobQuery {
+        let t = ms(0);
+        JobQuery::Conversations(Selection {
+            interval: Interval::new(t, t + chrono::Duration::hours(1)),
+            matching: Matching::Overlap,
+            order: Order::Asc,
+            order_by: OrderBy::Start,
+            conversation_filters: vec![],
+            segment_filters: vec![],
+            limit: None,
+        })
+    }
+
+    #[test]
+    fn lifecycle_and_expiry() {
+        let jobs = Jobs::new(Duration::from_secs(4), Duration::from_secs(3600), 5, true);
+        let t0 = Instant::now();
+        let s0 = ms(1_700_000_000_000);
+        let id = jobs
+            .submit("j".into(), JobKind::Conversations, q(), t0, s0, 0, false)
+            .unwrap();
+        let j = jobs.get(&id, JobKind::Conversations).unwrap();
+        assert!(jobs.get(&id, JobKind::Users).is_err());
+        assert_eq!(jobs.status(&j, t0, s0).state, "QUEUED");
+        assert_eq!(
+            jobs.status(&j, t0 + Duration::from_secs(2), s0).state,
+            "PENDING"
+        );
+        let st = jobs.status(&j, t0 + Duration::from_secs(4), s0);
+        assert_eq!(st.state, "FULFILLED");
+        let done = st.status.completion_date.unwrap();
+        assert_eq!(done, s0 + chrono::Duration::seconds(4));
+        assert_eq!(
+            st.status.expiration_date.unwrap(),
+            done + chrono::Duration::hours(1)
+        );
+        let later = done + chrono::Duration::hours(1);
+        assert_eq!(
+            jobs.status(&j, t0 + Duration::from_secs(5), later).state,
+            "EXPIRED"
+        );
+        jobs.delete(&id, JobKind::Conversations).unwrap();
+        assert_eq!(
+            jobs.get(&id, JobKind::Conversations).err(),
+            Some(JobError::NotFound)
+        );
+    }
+
+    #[test]
+    fn failed_jobs_say_why() {
+        let jobs = Jobs::new(Duration::from_secs(1), Duration::from_secs(3600), 5, true);
+        let t0 = Instant::now();
+        jobs.submit("f".into(), JobKind::Users, q(), t0, ms(0), 0, true)
+            .unwrap();
+        let j = jobs.get("f", JobKind::Users).unwrap();
+        let st = jobs.status(&j, t0 + Duration::from_secs(1), ms(0));
+        assert_eq!(st.state, "FAILED");
+        assert!(st.status.error_message.is_some());
+    }
+
+    #[test]
+    fn cap_refuses_until_the_first_running_job_completes() {
+        let jobs = Jobs::new(
+            Duration::from_millis(2500),
+            Duration::from_secs(3600),
+            2,
+            true,
+        );
+        let t0 = Instant::now();
+        jobs.submit("a".into(), JobKind::Conversations, q(), t0, ms(0), 0, false)
+            .unwrap();
+        let t1 = t0 + Duration::from_millis(500);
+        jobs.submit("b".into(), JobKind::Conversations, q(), t1, ms(0), 0, false)
+            .unwrap();
+        let e = jobs
+            .submit("c".into(), JobKind::Conversations, q(), t1, ms(0), 0, false)
+            .unwrap_err();
+        // "a" completes at 2.5 s; from 0.5 s that is 2 s
+        assert_eq!(
+            e,
+            JobError::Cap {
+                retry_after_secs: 2
+            }
+        );
+        let at = t1 + Duration::from_secs(2);
+        jobs.submit("c".into(), JobKind::Conversations, q(), at, ms(0), 0, false)
+            .unwrap();
+        // deleting a running job frees its place
+        let t2 = at;
+        assert!(jobs
+            .submit("d".into(), JobKind::Conversations, q(), t2, ms(0), 0, false)
+            .is_err());
+        jobs.delete("b", JobKind::Conversations).unwrap();
+        jobs.submit("d".into(), JobKind::Conversations, q(), t2, ms(0), 0, false)
+            .unwrap();
+    }
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        assert_eq!(decode_cursor(&encode_cursor(1234)), Some(1234));
+        assert_eq!(decode_cursor("!!"), None);
+        assert_eq!(decode_cursor("Zm9v"), None);
+    }
+}
