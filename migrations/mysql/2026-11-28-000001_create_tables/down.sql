@@ -1,0 +1,9 @@
+DROP TABLE IF EXISTS ingest_runs;
+DROP TABLE IF EXISTS ingest_partitions;
+DROP TABLE IF EXISTS user_routing_status;
+DROP TABLE IF EXISTS user_presence;
+DROP TABLE IF EXISTS session_metrics;
+DROP TABLE IF EXISTS segments;
+DROP TABLE IF EXISTS sessions;
+DROP TABLE IF EXISTS participants;
+DROP TABLE IF EXISTS conversations;

@@ -1,0 +1,46 @@
+//! Embedded migrations, one directory per dialect (`migrations/mysql`, `migrations/sqlite`),
+//! run at start and by `sluice migrate`. The two directories describe the same tables and
+//! columns; `tests/storage_schema.rs` checks it on real databases.
+
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use super::connection::{Connection, StorageError};
+
+pub const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/mysql");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Applies every pending migration; returns the versions applied now (empty when up to date).
+pub fn run_migrations(conn: &mut Connection) -> Result<Vec<String>, StorageError> {
+    let applied = match conn {
+        Connection::Mysql(c) => c
+            .run_pending_migrations(MYSQL_MIGRATIONS)
+            .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>()),
+        Connection::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>()),
+    };
+    applied.map_err(|e| {
+        let message = e.to_string();
+        if super::connection::is_transient_message(&message) {
+            // The link dropped mid-way: migrations are re-run from the recorded versions.
+            StorageError::Database {
+                message,
+                transient: true,
+            }
+        } else {
+            StorageError::Migration(message)
+        }
+    })
+}
+
+/// `sluice migrate`: connects to `url` and applies pending migrations; logs what it did.
+pub fn migrate(url: &super::DatabaseUrl) -> Result<Vec<String>, StorageError> {
+    let mut conn = super::connect(url)?;
+    let applied = run_migrations(&mut conn)?;
+    if applied.is_empty() {
+        log::info!("{url}: schema is up to date");
+    } else {
+        log::info!("{url}: applied migrations {}", applied.join(", "));
+    }
+    Ok(applied)
+}

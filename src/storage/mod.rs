@@ -1,0 +1,23 @@
+//! Storage: the database Sluice fills and users report from.
+//!
+//! Two backends serve the same schema: MySQL/MariaDB for production (`DATABASE_URL=mysql://…`)
+//! and an embedded SQLite file by default (`sluice.db`). Both are driven through diesel's sync
+//! API — MySQL via diesel-async's pure-Rust `AsyncConnectionWrapper`, SQLite bundled — so every
+//! query is written once and run on either arm of [`Connection`] by the [`dispatch!`] macro.
+//!
+//! Guarantees:
+//! - re-ingesting a conversation replaces it and all its children in one transaction
+//!   ([`write`]), so the tables never hold duplicates or stale children;
+//! - a partition's completion is committed in the same transaction as its last rows, fenced by
+//!   its lease token ([`checkpoint`], [`write`]);
+//! - migrations are embedded in the binary and run at start ([`migrations`]).
+pub mod checkpoint;
+pub mod connection;
+pub mod migrations;
+pub mod models;
+pub mod schema;
+pub mod write;
+
+pub use checkpoint::{Dataset, NewPartition, PartitionRow, PartitionStatus};
+pub use connection::{connect, Backend, Connection, DatabaseUrl, StorageError};
+pub use migrations::run_migrations;

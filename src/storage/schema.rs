@@ -1,0 +1,176 @@
+//! diesel table definitions for the migrations in `migrations/mysql` and `migrations/sqlite`
+//! (`diesel.toml` points here). Table and column names are a product interface: reports and
+//! users' own queries depend on them.
+// @generated-style file: keep in step with the migrations (a test checks both backends).
+
+diesel::table! {
+    /// One row per conversation, replaced whole on every re-ingest.
+    conversations (conversation_id) {
+        conversation_id -> Text,
+        conversation_start -> Timestamp,
+        /// NULL while the conversation is in progress.
+        conversation_end -> Nullable<Timestamp>,
+        conversation_initiator -> Nullable<Text>,
+        originating_direction -> Nullable<Text>,
+        /// JSON array of division ids, e.g. `["d-1","d-2"]`.
+        division_ids -> Nullable<Text>,
+        media_stats_min_conversation_mos -> Nullable<Double>,
+        is_final -> Bool,
+        /// The conversation exactly as the API sent it.
+        raw_json -> Text,
+        first_ingested_at -> Timestamp,
+        last_ingested_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    participants (conversation_id, participant_id) {
+        conversation_id -> Text,
+        participant_id -> Text,
+        participant_name -> Nullable<Text>,
+        purpose -> Nullable<Text>,
+        user_id -> Nullable<Text>,
+        team_id -> Nullable<Text>,
+        external_contact_id -> Nullable<Text>,
+        flagged_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// A participant's session. `purpose`/`user_id` are copied from the participant and
+    /// `queue_id` is the first queue among the session's segments, so per-queue and per-agent
+    /// reports need a single join from `session_metrics`.
+    sessions (conversation_id, session_id) {
+        conversation_id -> Text,
+        session_id -> Text,
+        participant_id -> Text,
+        purpose -> Nullable<Text>,
+        user_id -> Nullable<Text>,
+        media_type -> Nullable<Text>,
+        direction -> Nullable<Text>,
+        queue_id -> Nullable<Text>,
+        /// Earliest segment start.
+        session_start -> Nullable<Timestamp>,
+        /// Latest segment end; NULL while a segment is open.
+        session_end -> Nullable<Timestamp>,
+        ani -> Nullable<Text>,
+        dnis -> Nullable<Text>,
+        address_from -> Nullable<Text>,
+        address_to -> Nullable<Text>,
+        edge_id -> Nullable<Text>,
+        provider -> Nullable<Text>,
+        remote -> Nullable<Text>,
+        recording -> Nullable<Bool>,
+        used_routing -> Nullable<Text>,
+        selected_agent_id -> Nullable<Text>,
+        peer_id -> Nullable<Text>,
+        flow_in_type -> Nullable<Text>,
+        flow_out_type -> Nullable<Text>,
+        acw_skipped -> Nullable<Bool>,
+        flow_id -> Nullable<Text>,
+        flow_name -> Nullable<Text>,
+        flow_type -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Natural key: session + start + type (segments carry no id).
+    segments (conversation_id, session_id, segment_start, segment_type) {
+        conversation_id -> Text,
+        session_id -> Text,
+        segment_start -> Timestamp,
+        segment_type -> Text,
+        participant_id -> Text,
+        /// NULL while the segment is open.
+        segment_end -> Nullable<Timestamp>,
+        queue_id -> Nullable<Text>,
+        group_id -> Nullable<Text>,
+        wrap_up_code -> Nullable<Text>,
+        wrap_up_note -> Nullable<Text>,
+        disconnect_type -> Nullable<Text>,
+        error_code -> Nullable<Text>,
+        conference -> Nullable<Bool>,
+    }
+}
+
+diesel::table! {
+    /// Natural key: session + name + emitDate. `t*` values are milliseconds.
+    session_metrics (conversation_id, session_id, name, emit_date) {
+        conversation_id -> Text,
+        session_id -> Text,
+        name -> Text,
+        emit_date -> Timestamp,
+        value -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// `end_time` NULL for the user's current presence.
+    user_presence (user_id, start_time) {
+        user_id -> Text,
+        start_time -> Timestamp,
+        end_time -> Nullable<Timestamp>,
+        system_presence -> Nullable<Text>,
+        organization_presence_id -> Nullable<Text>,
+        last_ingested_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// `end_time` NULL for the user's current routing status.
+    user_routing_status (user_id, start_time) {
+        user_id -> Text,
+        start_time -> Timestamp,
+        end_time -> Nullable<Timestamp>,
+        routing_status -> Nullable<Text>,
+        last_ingested_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// The checkpoint: one row per time block of a dataset.
+    ingest_partitions (id) {
+        id -> BigInt,
+        dataset -> Text,
+        range_start -> Timestamp,
+        range_end -> Timestamp,
+        status -> Text,
+        attempts -> Integer,
+        total_hits -> Nullable<BigInt>,
+        received -> Nullable<BigInt>,
+        verified_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        lease_owner -> Nullable<Text>,
+        lease_token -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+        is_final -> Bool,
+    }
+}
+
+diesel::table! {
+    /// One row per `sluice backfill`/`run` invocation.
+    ingest_runs (id) {
+        id -> BigInt,
+        command -> Text,
+        range_start -> Nullable<Timestamp>,
+        range_end -> Nullable<Timestamp>,
+        started_at -> Timestamp,
+        ended_at -> Nullable<Timestamp>,
+        requests -> BigInt,
+        rate_limited_requests -> BigInt,
+        rows_written -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    conversations,
+    participants,
+    sessions,
+    segments,
+    session_metrics,
+    user_presence,
+    user_routing_status,
+    ingest_partitions,
+    ingest_runs,
+);

@@ -1,0 +1,672 @@
+//! Batch writes: many pages of conversations or user statuses in one transaction.
+//!
+//! [`write_batch`] is the transaction: fence every page's lease, replace each conversation
+//! (delete its children and its row when it is already stored, keeping `first_ingested_at`,
+//! then multi-row inserts of at most `rows_per_statement` rows), replace user status records by
+//! `(user_id, start_time)`, and finally record the completions of the partitions whose last
+//! page is in the batch. Either all of it commits or none of it.
+//!
+//! [`BatchWriter`] drives it with a connection it (re)opens itself: transient errors (lost
+//! link, server restart, deadlock) drop the connection, wait with exponential backoff and run
+//! the whole batch again — safe, because the batch replaces rather than appends, and a
+//! completion stays fenced by a token that completion does not clear. A permanent error is
+//! pinned on its page by retrying the pages one by one; that page's partition is marked
+//! `failed` with the message in `last_error`, and the other pages are written.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+use serde::Deserialize;
+
+pub use super::checkpoint::PartitionCompletion;
+use super::checkpoint::{complete_partition, fail_partition, fence_lease};
+use super::connection::{connect, Connection, DatabaseUrl, StorageError};
+pub use super::models::ConversationRecord;
+use super::models::{db_time, ConversationRows, UserRows};
+use super::schema::{
+    conversations, participants, segments, session_metrics, sessions, user_presence,
+    user_routing_status,
+};
+use crate::clock::{SharedClock, SystemClock};
+use crate::dispatch;
+use crate::genesys::model::UserDetail;
+
+/// The records of one fetched page.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageRecords {
+    Conversations(Vec<ConversationRecord>),
+    Users(Vec<UserDetail>),
+}
+
+impl PageRecords {
+    /// Rows the page becomes (before de-duplication).
+    pub fn row_count(&self) -> usize {
+        match self {
+            PageRecords::Conversations(v) => v.iter().map(|c| c.row_count()).sum(),
+            PageRecords::Users(v) => v
+                .iter()
+                .map(|u| u.primary_presence.len() + u.routing_status.len())
+                .sum(),
+        }
+    }
+
+    pub fn conversation_count(&self) -> usize {
+        match self {
+            PageRecords::Conversations(v) => v.len(),
+            PageRecords::Users(_) => 0,
+        }
+    }
+}
+
+/// One page to write. `partition_id <= 0` means the page belongs to no partition (e.g. a
+/// re-fetch of conversations by id): it is written unfenced and cannot carry a completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageWrite {
+    pub partition_id: i64,
+    pub lease_token: String,
+    pub page: PageRecords,
+    /// Present on the partition's last page: committed with these rows.
+    pub completion: Option<PartitionCompletion>,
+}
+
+/// Where a test can inject a failure inside the write transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// After every row of the batch is written, before the completions; names the
+    /// partitions whose pages are in the batch.
+    BeforeCompletion { partitions: Vec<i64> },
+}
+
+/// Called at each [`FaultPoint`]; an `Err` aborts the transaction as a database error would.
+pub type FaultHook = Arc<dyn Fn(FaultPoint) -> Result<(), StorageError> + Send + Sync>;
+
+/// How the Writer waits between retries (real sleep by default; tests record instead).
+pub type Sleeper = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// Tunables of the Writer (the `[writer]` section of the config file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriterSettings {
+    /// Write a batch as soon as the pages queued behind its first page are buffered (group
+    /// commit). When false, batches wait for the size or age limits (or a Flush).
+    pub group_commit: bool,
+    /// Flush when this many conversations are buffered.
+    pub batch_max_conversations: usize,
+    /// Flush when this many rows (all tables) are buffered.
+    pub batch_max_rows: usize,
+    /// Flush when the oldest buffered page is this old (milliseconds).
+    pub batch_max_age_ms: u64,
+    /// Rows per INSERT statement (keeps bind counts under both databases' limits).
+    pub rows_per_statement: usize,
+    /// Upper bound of one INSERT of conversations (their raw JSON), bytes; keep well under
+    /// MySQL's `max_allowed_packet`.
+    pub max_statement_bytes: usize,
+    /// Retries of a transient error before the batch is answered with `Unavailable`.
+    pub retry_max_attempts: u32,
+    /// First backoff delay (milliseconds); doubles up to `retry_max_delay_ms`.
+    pub retry_initial_delay_ms: u64,
+    pub retry_max_delay_ms: u64,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        WriterSettings {
+            group_commit: true,
+            batch_max_conversations: 1000,
+            batch_max_rows: 40_000,
+            batch_max_age_ms: 200,
+            rows_per_statement: 1000,
+            max_statement_bytes: 4 << 20,
+            retry_max_attempts: 60,
+            retry_initial_delay_ms: 100,
+            retry_max_delay_ms: 5000,
+        }
+    }
+}
+
+impl WriterSettings {
+    /// Backoff before retry number `attempt` (1-based): initial × 2^(attempt−1), capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(20);
+        let ms = self
+            .retry_initial_delay_ms
+            .saturating_mul(1u64 << exp)
+            .min(self.retry_max_delay_ms);
+        Duration::from_millis(ms)
+    }
+
+    pub fn batch_max_age(&self) -> Duration {
+        Duration::from_millis(self.batch_max_age_ms)
+    }
+}
+
+/// Everything the Writer needs besides the database URL.
+#[derive(Clone)]
+pub struct WriterConfig {
+    pub settings: WriterSettings,
+    /// Calendar time for `*_ingested_at`, `updated_at`, lease expiry.
+    pub clock: SharedClock,
+    pub sleeper: Sleeper,
+    pub fault: Option<FaultHook>,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            settings: WriterSettings::default(),
+            clock: Arc::new(SystemClock),
+            sleeper: Arc::new(std::thread::sleep),
+            fault: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for WriterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterConfig")
+            .field("settings", &self.settings)
+            .field("clock", &self.clock)
+            .field("fault", &self.fault.is_some())
+            .finish()
+    }
+}
+
+/// What a committed batch wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub rows_written: u64,
+    pub conversations_written: u64,
+    pub completions: u64,
+}
+
+/// Why a batch transaction did not commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchError {
+    /// These partitions' leases no longer match their pages' tokens: drop those pages.
+    LeaseLost(Vec<i64>),
+    Storage(StorageError),
+}
+
+impl From<StorageError> for BatchError {
+    fn from(e: StorageError) -> Self {
+        BatchError::Storage(e)
+    }
+}
+
+impl From<diesel::result::Error> for BatchError {
+    fn from(e: diesel::result::Error) -> Self {
+        BatchError::Storage(e.into())
+    }
+}
+
+/// Sizes of the statements of one batch.
+#[derive(Debug, Clone, Copy)]
+pub struct StatementLimits {
+    pub rows_per_statement: usize,
+    pub max_statement_bytes: usize,
+}
+
+impl From<&WriterSettings> for StatementLimits {
+    fn from(s: &WriterSettings) -> Self {
+        StatementLimits {
+            rows_per_statement: s.rows_per_statement.max(1),
+            max_statement_bytes: s.max_statement_bytes.max(1),
+        }
+    }
+}
+
+const IDS_PER_STATEMENT: usize = 1000;
+
+/// Writes `pages` in one transaction (see the module doc). On `Err` nothing was written.
+pub fn write_batch(
+    conn: &mut Connection,
+    pages: &[&PageWrite],
+    now: DateTime<Utc>,
+    limits: StatementLimits,
+    fault: Option<&FaultHook>,
+) -> Result<BatchOutcome, BatchError> {
+    let db_now = db_time(now);
+    conn.transaction(|conn| {
+        // 1. Fences: every fenced page's partition must still be leased with its token.
+        let mut fenced = HashSet::new();
+        let mut lost = Vec::new();
+        for p in pages.iter().filter(|p| p.partition_id > 0) {
+            if fenced.insert(p.partition_id)
+                && !fence_lease(conn, p.partition_id, &p.lease_token, now)?
+            {
+                lost.push(p.partition_id);
+            }
+        }
+        if !lost.is_empty() {
+            return Err(BatchError::LeaseLost(lost));
+        }
+
+        // 2. Conversations, the last copy of each id winning.
+        let mut order: Vec<&ConversationRecord> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut users: Vec<&UserDetail> = Vec::new();
+        for p in pages {
+            match &p.page {
+                PageRecords::Conversations(v) => {
+                    for rec in v {
+                        let id = rec.conversation().conversation_id.as_str();
+                        match index.get(id) {
+                            Some(&i) => order[i] = rec,
+                            None => {
+                                index.insert(id, order.len());
+                                order.push(rec);
+                            }
+                        }
+                    }
+                }
+                PageRecords::Users(v) => users.extend(v.iter()),
+            }
+        }
+        let mut outcome = BatchOutcome::default();
+        if !order.is_empty() {
+            outcome.rows_written += replace_conversations(conn, &order, db_now, limits)? as u64;
+            outcome.conversations_written = order.len() as u64;
+        }
+        if !users.is_empty() {
+            outcome.rows_written += replace_user_statuses(conn, &users, db_now, limits)? as u64;
+        }
+
+        // 3. Completions, in the same transaction as the rows.
+        if let Some(f) = fault {
+            let mut partitions: Vec<i64> = pages.iter().map(|p| p.partition_id).collect();
+            partitions.sort_unstable();
+            partitions.dedup();
+            f(FaultPoint::BeforeCompletion { partitions })?;
+        }
+        let mut lost = Vec::new();
+        for p in pages {
+            if let (Some(done), true) = (&p.completion, p.partition_id > 0) {
+                if complete_partition(conn, p.partition_id, &p.lease_token, done, now)? {
+                    outcome.completions += 1;
+                } else {
+                    lost.push(p.partition_id);
+                }
+            }
+        }
+        if !lost.is_empty() {
+            return Err(BatchError::LeaseLost(lost));
+        }
+        Ok(outcome)
+    })
+}
+
+/// Deletes the stored versions of `recs` (children first) and inserts the new rows.
+/// Returns the number of rows inserted.
+fn replace_conversations(
+    conn: &mut Connection,
+    recs: &[&ConversationRecord],
+    now: NaiveDateTime,
+    limits: StatementLimits,
+) -> Result<usize, StorageError> {
+    let t0 = Instant::now();
+    let ids: Vec<&str> = recs
+        .iter()
+        .map(|r| r.conversation().conversation_id.as_str())
+        .collect();
+    let mut first_ingested: HashMap<String, NaiveDateTime> = HashMap::new();
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        let found: Vec<(String, NaiveDateTime)> = dispatch!(&mut *conn, |c| {
+            conversations::table
+                .filter(conversations::conversation_id.eq_any(chunk))
+                .select((
+                    conversations::conversation_id,
+                    conversations::first_ingested_at,
+                ))
+                .load(c)
+        })?;
+        first_ingested.extend(found);
+    }
+    // Children exist only with their conversation row (both are written in one transaction),
+    // so only conversations already stored need deleting.
+    let stored: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| first_ingested.contains_key(*id))
+        .collect();
+    for chunk in stored.chunks(IDS_PER_STATEMENT) {
+        dispatch!(&mut *conn, |c| {
+            diesel::delete(
+                session_metrics::table.filter(session_metrics::conversation_id.eq_any(chunk)),
+            )
+            .execute(c)?;
+            diesel::delete(segments::table.filter(segments::conversation_id.eq_any(chunk)))
+                .execute(c)?;
+            diesel::delete(sessions::table.filter(sessions::conversation_id.eq_any(chunk)))
+                .execute(c)?;
+            diesel::delete(participants::table.filter(participants::conversation_id.eq_any(chunk)))
+                .execute(c)?;
+            diesel::delete(
+                conversations::table.filter(conversations::conversation_id.eq_any(chunk)),
+            )
+            .execute(c)
+        })?;
+    }
+
+    let t_deleted = Instant::now();
+    let mut rows = ConversationRows::default();
+    for rec in recs {
+        let first = first_ingested
+            .get(rec.conversation().conversation_id.as_str())
+            .copied();
+        rows.push(rec, now, first);
+    }
+    let n = limits.rows_per_statement;
+    // Conversations carry their raw JSON: cut statements by size as well as by count.
+    let mut start = 0;
+    while start < rows.conversations.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < rows.conversations.len()
+            && end - start < n
+            && (end == start
+                || bytes + rows.conversations[end].raw_json.len() + 512
+                    <= limits.max_statement_bytes)
+        {
+            bytes += rows.conversations[end].raw_json.len() + 512;
+            end += 1;
+        }
+        let chunk = &rows.conversations[start..end];
+        dispatch!(&mut *conn, |c| diesel::insert_into(conversations::table)
+            .values(chunk)
+            .execute(c))?;
+        start = end;
+    }
+    for chunk in rows.participants.chunks(n) {
+        dispatch!(&mut *conn, |c| diesel::insert_into(participants::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    for chunk in rows.sessions.chunks(n) {
+        dispatch!(&mut *conn, |c| diesel::insert_into(sessions::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    for chunk in rows.segments.chunks(n) {
+        dispatch!(&mut *conn, |c| diesel::insert_into(segments::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    for chunk in rows.metrics.chunks(n) {
+        dispatch!(&mut *conn, |c| diesel::insert_into(session_metrics::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    log::debug!(
+        "{} conversations ({} stored before): lookup+delete {:?}, build+insert {} rows {:?}",
+        recs.len(),
+        stored.len(),
+        t_deleted - t0,
+        rows.len(),
+        t_deleted.elapsed()
+    );
+    Ok(rows.len())
+}
+
+/// Replaces presence and routing-status records by `(user_id, start_time)`.
+fn replace_user_statuses(
+    conn: &mut Connection,
+    users: &[&UserDetail],
+    now: NaiveDateTime,
+    limits: StatementLimits,
+) -> Result<usize, StorageError> {
+    let rows = UserRows::from_users(users.iter().copied(), now);
+    // Rows are sorted by user: one delete per user and table.
+    for group in rows.presence.chunk_by(|a, b| a.user_id == b.user_id) {
+        let user = group[0].user_id;
+        for starts in group.chunks(IDS_PER_STATEMENT) {
+            let starts: Vec<NaiveDateTime> = starts.iter().map(|r| r.start_time).collect();
+            dispatch!(&mut *conn, |c| diesel::delete(
+                user_presence::table
+                    .filter(user_presence::user_id.eq(user))
+                    .filter(user_presence::start_time.eq_any(&starts))
+            )
+            .execute(c))?;
+        }
+    }
+    for group in rows.routing.chunk_by(|a, b| a.user_id == b.user_id) {
+        let user = group[0].user_id;
+        for starts in group.chunks(IDS_PER_STATEMENT) {
+            let starts: Vec<NaiveDateTime> = starts.iter().map(|r| r.start_time).collect();
+            dispatch!(&mut *conn, |c| diesel::delete(
+                user_routing_status::table
+                    .filter(user_routing_status::user_id.eq(user))
+                    .filter(user_routing_status::start_time.eq_any(&starts))
+            )
+            .execute(c))?;
+        }
+    }
+    let n = limits.rows_per_statement;
+    for chunk in rows.presence.chunks(n) {
+        dispatch!(&mut *conn, |c| diesel::insert_into(user_presence::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    for chunk in rows.routing.chunks(n) {
+        dispatch!(&mut *conn, |c| diesel::insert_into(
+            user_routing_status::table
+        )
+        .values(chunk)
+        .execute(c))?;
+    }
+    Ok(rows.len())
+}
+
+/// Counters of a [`BatchWriter`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteCounters {
+    pub batches: u64,
+    pub rows_written: u64,
+    pub conversations_written: u64,
+    pub completions: u64,
+    pub last_batch_ms: u64,
+    pub reconnects: u64,
+    pub transient_errors: u64,
+    pub failed_pages: u64,
+}
+
+/// Owns the Writer's connection and runs batches and checkpoint operations with reconnects
+/// and retries. Plain struct: the actor is a thin shell around it, and tests drive it
+/// directly.
+pub struct BatchWriter {
+    url: DatabaseUrl,
+    conn: Option<Connection>,
+    config: WriterConfig,
+    counters: WriteCounters,
+}
+
+impl BatchWriter {
+    /// Does not connect yet: the first operation does (and every one after a lost link).
+    pub fn new(url: DatabaseUrl, config: WriterConfig) -> Self {
+        BatchWriter {
+            url,
+            conn: None,
+            config,
+            counters: WriteCounters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> WriteCounters {
+        self.counters
+    }
+
+    pub fn config(&self) -> &WriterConfig {
+        &self.config
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.config.clock.now()
+    }
+
+    /// Drops the connection (the next operation reconnects).
+    pub fn disconnect(&mut self) {
+        self.conn = None;
+    }
+
+    fn connection(&mut self) -> Result<&mut Connection, StorageError> {
+        if self.conn.is_none() {
+            let c = connect(&self.url)?;
+            if self.counters.batches > 0 || self.counters.transient_errors > 0 {
+                self.counters.reconnects += 1;
+                log::info!("writer reconnected to {}", self.url);
+            }
+            self.conn = Some(c);
+        }
+        self.conn.as_mut().ok_or(StorageError::WriterGone)
+    }
+
+    /// Runs `op` on the connection, retrying transient errors (after dropping the connection
+    /// and waiting) up to the configured number of attempts.
+    pub fn with_retry<T>(
+        &mut self,
+        mut op: impl FnMut(&mut Connection, DateTime<Utc>) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let mut attempt = 0;
+        loop {
+            let now = self.now();
+            let r = self.connection().and_then(|c| op(c, now));
+            match r {
+                Err(e) if e.is_transient() => {
+                    attempt += 1;
+                    if !self.retry_after(&e, attempt) {
+                        return Err(StorageError::Unavailable {
+                            attempts: attempt,
+                            last: e.to_string(),
+                        });
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Notes a transient error, drops the connection and sleeps; false when out of attempts.
+    fn retry_after(&mut self, e: &StorageError, attempt: u32) -> bool {
+        self.counters.transient_errors += 1;
+        self.conn = None;
+        if attempt > self.config.settings.retry_max_attempts {
+            log::error!("database still failing after {attempt} attempts: {e}");
+            return false;
+        }
+        let delay = self.config.settings.backoff(attempt);
+        log::warn!("transient database error (attempt {attempt}), retrying in {delay:?}: {e}");
+        (self.config.sleeper)(delay);
+        true
+    }
+
+    /// Writes `pages` as one batch; returns one result per page, in order. `Ok` means the
+    /// page's rows (and completion) are committed.
+    pub fn write_pages(&mut self, pages: &[&PageWrite]) -> Vec<Result<(), StorageError>> {
+        let mut results: Vec<Option<Result<(), StorageError>>> = vec![None; pages.len()];
+        let mut live: Vec<usize> = (0..pages.len()).collect();
+        let mut attempt = 0;
+        let limits = StatementLimits::from(&self.config.settings);
+        while !live.is_empty() {
+            let now = self.now();
+            let started = Instant::now();
+            let fault = self.config.fault.clone();
+            let batch: Vec<&PageWrite> = live.iter().map(|&i| pages[i]).collect();
+            let r = match self.connection() {
+                Ok(c) => write_batch(c, &batch, now, limits, fault.as_ref()),
+                Err(e) => Err(BatchError::Storage(e)),
+            };
+            match r {
+                Ok(outcome) => {
+                    self.counters.batches += 1;
+                    self.counters.rows_written += outcome.rows_written;
+                    self.counters.conversations_written += outcome.conversations_written;
+                    self.counters.completions += outcome.completions;
+                    self.counters.last_batch_ms = started.elapsed().as_millis() as u64;
+                    for &i in &live {
+                        results[i] = Some(Ok(()));
+                    }
+                    live.clear();
+                }
+                Err(BatchError::LeaseLost(ids)) => {
+                    log::warn!("dropping pages of partitions {ids:?}: lease lost");
+                    live.retain(|&i| {
+                        let lost = ids.contains(&pages[i].partition_id);
+                        if lost {
+                            results[i] = Some(Err(StorageError::LeaseLost {
+                                partition_id: pages[i].partition_id,
+                            }));
+                        }
+                        !lost
+                    });
+                }
+                Err(BatchError::Storage(e)) if e.is_transient() => {
+                    attempt += 1;
+                    if !self.retry_after(&e, attempt) {
+                        for &i in &live {
+                            results[i] = Some(Err(StorageError::Unavailable {
+                                attempts: attempt,
+                                last: e.to_string(),
+                            }));
+                        }
+                        live.clear();
+                    }
+                }
+                Err(BatchError::Storage(e)) => {
+                    if live.len() > 1 {
+                        // Find the culprit: one transaction per page.
+                        log::warn!(
+                            "batch of {} pages failed ({e}); retrying page by page",
+                            live.len()
+                        );
+                        for &i in &live {
+                            let r = self.write_pages(&[pages[i]]);
+                            results[i] = r.into_iter().next();
+                        }
+                    } else {
+                        let i = live[0];
+                        self.fail_page(pages[i], &e);
+                        results[i] = Some(Err(e));
+                    }
+                    live.clear();
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(StorageError::WriterGone)))
+            .collect()
+    }
+
+    /// A page failed permanently: mark its partition `failed` with the message.
+    fn fail_page(&mut self, page: &PageWrite, e: &StorageError) {
+        self.counters.failed_pages += 1;
+        log::error!("partition {} failed: {e}", page.partition_id);
+        if page.partition_id <= 0 {
+            return;
+        }
+        let msg = e.to_string();
+        let (id, token) = (page.partition_id, page.lease_token.clone());
+        if let Err(e2) = self.with_retry(|c, now| fail_partition(c, id, &token, &msg, now)) {
+            log::error!("could not record the failure of partition {id}: {e2}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let s = WriterSettings {
+            retry_initial_delay_ms: 100,
+            retry_max_delay_ms: 1000,
+            ..WriterSettings::default()
+        };
+        let d: Vec<u64> = (1..=6).map(|a| s.backoff(a).as_millis() as u64).collect();
+        assert_eq!(d, vec![100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(s.backoff(200), Duration::from_millis(1000));
+    }
+}
