@@ -1,0 +1,123 @@
+//! Faults from the simulator — 5 % 5xx, 2 % malformed bodies, latency spikes, tokens that expire
+//! every few seconds, jobs that end FAILED or EXPIRED, totalHits that drifts between pages — and
+//! the backfill still completes with exactly the simulator's data.
+use crate::common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Duration as ChronoDuration;
+use common::process::*;
+
+const FAULTS: &[&str] = &[
+    "--fault-5xx",
+    "0.05",
+    "--fault-malformed",
+    "0.02",
+    "--total-hits-drift",
+    "0.05",
+    "--token-ttl-secs",
+    "3",
+];
+
+#[test]
+fn query_path_with_faults_is_complete_and_exact() {
+    let (days, per_day) = if long_tests() { (20, 600) } else { (6, 150) };
+    let dir = ScratchDir::new("sluice-faults-q").expect("scratch dir");
+    let org = Org::new(days, per_day, 20);
+    let mut extra = FAULTS.to_vec();
+    // Latency spikes: most answers fast, some close to a second.
+    extra.extend(["--latency-ms", "1,900"]);
+    let sim = start_sim(&dir, &org, 21, &extra);
+    let db = ScratchDb::mysql("sluice_faults_q").expect("MariaDB scratch database");
+    let cmd = backfill_cmd(&dir, &sim, &db, &org).args(["--mode", "query"]);
+    let f = run(&cmd, "backfill", Duration::from_secs(240));
+    let stats = sim.stats().expect("stats");
+    eprintln!("faults: {}", stats["faults"]);
+    assert_eq!(
+        f.code(),
+        Some(0),
+        "backfill under faults failed:\n{}",
+        tail(&f.log, 4000)
+    );
+    assert_exact(&sim, &db, &org, &f.log);
+    for (what, n) in [
+        ("5xx", json_u64(&stats, &["faults", "5xx"])),
+        ("malformed body", json_u64(&stats, &["faults", "malformed"])),
+        ("expired token (401)", json_u64(&stats, &["unauthorized"])),
+    ] {
+        assert!(
+            n > 0,
+            "no {what} was injected: the test proved little ({stats})"
+        );
+    }
+}
+
+#[test]
+fn jobs_path_with_failed_and_expired_jobs_is_complete_and_exact() {
+    let (days, per_day) = if long_tests() { (20, 600) } else { (6, 150) };
+    let dir = ScratchDir::new("sluice-faults-j").expect("scratch dir");
+    let org = Org::new(days, per_day, 20);
+    let mut extra = FAULTS.to_vec();
+    extra.extend([
+        "--latency-ms",
+        "1,400",
+        "--fault-job-failed",
+        "0.3",
+        "--job-delay-ms",
+        "300",
+        // Results expire 2 simulated seconds after the job completes. The clock below moves
+        // one simulated second per real second, and every 3 s it jumps 3 s ahead: the jobs
+        // being read at that moment meet EXPIRED (status) or 404 (results) and are resubmitted.
+        "--job-expiry-secs",
+        "2",
+    ]);
+    let sim = start_sim(&dir, &org, 22, &extra);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let stop = stop.clone();
+        let base = sim.base_url();
+        let start = org.now;
+        std::thread::spawn(move || {
+            let (mut k, mut sim_ms) = (0i64, 0i64);
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(500));
+                k += 1;
+                sim_ms += if k % 6 == 0 { 3500 } else { 500 };
+                let now = rfc(start + ChronoDuration::milliseconds(sim_ms));
+                let _ = http_request(
+                    "POST",
+                    &format!("{base}/__sim/clock"),
+                    Some(&serde_json::json!({ "now": now })),
+                    Duration::from_secs(5),
+                );
+            }
+        })
+    };
+    let db = ScratchDb::sqlite(dir.path(), "faults.db");
+    let cmd = backfill_cmd(&dir, &sim, &db, &org)
+        .args(["--mode", "jobs"])
+        .env("SLUICE_JOB_POLL_SECS", "0.5")
+        .env("SLUICE_JOB_POLL_MAX_SECS", "2");
+    let f = run(&cmd, "backfill", Duration::from_secs(240));
+    stop.store(true, Ordering::Relaxed);
+    let _ = ticker.join();
+    let stats = sim.stats().expect("stats");
+    eprintln!("faults: {}", stats["faults"]);
+    assert_eq!(
+        f.code(),
+        Some(0),
+        "backfill through jobs under faults failed:\n{}",
+        tail(&f.log, 4000)
+    );
+    assert_exact(&sim, &db, &org, &f.log);
+    assert!(
+        json_u64(&stats, &["faults", "jobsFailed"]) > 0,
+        "no job FAILED: the test proved nothing ({stats})"
+    );
+    assert!(
+        json_u64(&stats, &["faults", "jobsExpired"]) > 0,
+        "no job was seen EXPIRED: the test proved nothing ({stats})"
+    );
+}
