@@ -4,6 +4,7 @@
 mod common;
 
 mod e2e_backfill;
+mod e2e_hard;
 mod service_metrics;
 mod service_readyz;
 mod service_status;

@@ -29,9 +29,13 @@ fn query_path_with_faults_is_complete_and_exact() {
     let mut extra = FAULTS.to_vec();
     // Latency spikes: most answers fast, some close to a second.
     extra.extend(["--latency-ms", "1,900"]);
+    extra.extend(["--rate-per-minute", "1200", "--window-secs", "10"]);
     let sim = start_sim(&dir, &org, 21, &extra);
     let db = ScratchDb::mysql("sluice_faults_q").expect("MariaDB scratch database");
-    let cmd = backfill_cmd(&dir, &sim, &db, &org).args(["--mode", "query"]);
+    // Small pages: a few hundred requests, so 5 % and 2 % faults are all but sure to occur.
+    let cmd = backfill_cmd(&dir, &sim, &db, &org)
+        .args(["--mode", "query"])
+        .env("SLUICE_PAGE_SIZE", "4");
     let f = run(&cmd, "backfill", Duration::from_secs(240));
     let stats = sim.stats().expect("stats");
     eprintln!("faults: {}", stats["faults"]);
