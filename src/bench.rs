@@ -657,13 +657,18 @@ pub fn paths(bin: &Path, a: &PathsArgs) -> Result<Vec<PathRun>, BenchError> {
         }
         sim_args.extend(a.limits.sim_args());
         let sim = SimProcess::start(bin, dir.path(), &sim_args)?;
+        // Each path starts from an empty database: a shared one would make the second run
+        // find every partition done.
+        let db_dir = dir.path().join(mode);
+        std::fs::create_dir_all(&db_dir)
+            .map_err(|e| BenchError::Failed(format!("cannot create {}: {e}", db_dir.display())))?;
         let dbs = databases(
             if a.db == DbChoice::Both {
                 DbChoice::Sqlite
             } else {
                 a.db
             },
-            dir.path(),
+            &db_dir,
         )?;
         let db = dbs
             .first()

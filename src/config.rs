@@ -91,7 +91,8 @@ pub struct FetchSettings {
     pub fetchers: Option<usize>,
     /// Query page size (the API's maximum is believed to be 100).
     pub page_size: i64,
-    /// Job results page size.
+    /// Job results page size (API maximum 1,000; 500 by default, which bounds the memory of
+    /// pages in flight to well under 200 MB at the same throughput).
     pub job_page_size: i64,
     /// Results reachable by paging (pageNumber × pageSize).
     pub paging_cap: i64,
@@ -123,7 +124,7 @@ impl Default for FetchSettings {
         FetchSettings {
             fetchers: None,
             page_size: 100,
-            job_page_size: 1000,
+            job_page_size: 500,
             paging_cap: 10_000,
             busy_hits: 5_000,
             min_block_minutes: 15,
@@ -457,7 +458,9 @@ impl Config {
             "SLUICE_MAX_JOBS" => max_jobs,
             "SLUICE_JOBS_MIN_HITS" => jobs_min_hits,
             "SLUICE_JOB_POLL_SECS" => job_poll_secs,
-            "SLUICE_JOB_POLL_MAX_SECS" => job_poll_max_secs
+            "SLUICE_JOB_POLL_MAX_SECS" => job_poll_max_secs,
+            "SLUICE_JOB_ATTEMPTS" => job_attempts,
+            "SLUICE_MAX_OUTSTANDING_PAGES" => max_outstanding_pages
         );
         self.validate(&|k| format!("SLUICE_{}", k.to_ascii_uppercase()))
     }

@@ -548,7 +548,10 @@ pub async fn run_demo(args: &DemoArgs, progress: ProgressMode) -> Result<DemoRep
         ("GENESYS_CLIENT_SECRET", crate::sim::DEFAULT_CLIENT_SECRET),
         ("DATABASE_URL", &format!("sqlite://{}", args.db.display())),
         ("SLUICE_RATE_PER_MINUTE", &args.rate_per_minute.to_string()),
-        ("SLUICE_RATE_WINDOW_SECS", &args.window_secs.max(1).to_string()),
+        (
+            "SLUICE_RATE_WINDOW_SECS",
+            &args.window_secs.max(1).to_string(),
+        ),
         ("SLUICE_MODE", &args.mode),
     ]);
     let mut config = Config::default();
