@@ -564,28 +564,61 @@ async fn conversations_by_job(
             .client
             .delete_job(JobKind::Conversations, &id, priority(work))
             .await;
-        if complete {
-            let mut t = fetch.verify_against(total_hits);
-            if !t.verified {
-                if let Some(th) = count_conversations(ctx, work).await? {
-                    total_hits = th;
-                    t = fetch.verify_against(th);
-                }
-            }
-            if t.verified || !fetch.next_pass() {
-                return Ok(t);
-            }
-            ctx.counters.refetch_passes.fetch_add(1, Ordering::Relaxed);
-        } else if submissions >= ctx.settings.job_attempts {
-            return Err(Stop::Api(ApiError::ServerError {
-                status: 500,
-                message: format!(
-                    "job for {} did not complete after {submissions} submissions",
-                    work.range
-                ),
-            }));
+        if let Some(t) = end_job_pass(
+            ctx,
+            work,
+            JobKind::Conversations,
+            &mut fetch,
+            &mut total_hits,
+            complete,
+            submissions,
+        )
+        .await?
+        {
+            return Ok(t);
         }
     }
+}
+
+/// The end of one job pass, the same for both datasets: a complete pass is verified against
+/// totalHits (re-read once on a mismatch) and either ends the partition or starts another
+/// pass; an incomplete one (expired, failed) is resubmitted until `job_attempts`.
+#[allow(clippy::too_many_arguments)]
+async fn end_job_pass(
+    ctx: &FetchContext,
+    work: &Work,
+    kind: JobKind,
+    fetch: &mut PagedFetch,
+    total_hits: &mut i64,
+    complete: bool,
+    submissions: u32,
+) -> Result<Option<Tally>, Stop> {
+    if complete {
+        let mut t = fetch.verify_against(*total_hits);
+        if !t.verified {
+            let recount = match kind {
+                JobKind::Conversations => count_conversations(ctx, work).await?,
+                JobKind::Users => count_users(ctx, work).await?,
+            };
+            if let Some(th) = recount {
+                *total_hits = th;
+                t = fetch.verify_against(th);
+            }
+        }
+        if t.verified || !fetch.next_pass() {
+            return Ok(Some(t));
+        }
+        ctx.counters.refetch_passes.fetch_add(1, Ordering::Relaxed);
+    } else if submissions >= ctx.settings.job_attempts {
+        return Err(Stop::Api(ApiError::ServerError {
+            status: 500,
+            message: format!(
+                "job for {} did not complete after {submissions} submissions",
+                work.range
+            ),
+        }));
+    }
+    Ok(None)
 }
 
 /// User details (presence and routing status) of one block.
@@ -692,25 +725,18 @@ async fn users_by_job(
             .client
             .delete_job(JobKind::Users, &id, priority(work))
             .await;
-        if complete {
-            let mut t = fetch.verify_against(total_hits);
-            if !t.verified {
-                if let Some(th) = count_users(ctx, work).await? {
-                    total_hits = th;
-                    t = fetch.verify_against(th);
-                }
-            }
-            if t.verified || !fetch.next_pass() {
-                return Ok(t);
-            }
-        } else if submissions >= ctx.settings.job_attempts {
-            return Err(Stop::Api(ApiError::ServerError {
-                status: 500,
-                message: format!(
-                    "job for {} did not complete after {submissions} submissions",
-                    work.range
-                ),
-            }));
+        if let Some(t) = end_job_pass(
+            ctx,
+            work,
+            JobKind::Users,
+            &mut fetch,
+            &mut total_hits,
+            complete,
+            submissions,
+        )
+        .await?
+        {
+            return Ok(t);
         }
     }
 }
