@@ -1,7 +1,8 @@
 //! Writer throughput: realistic simulator conversations written through the Writer actor
 //! (SyncArbiter, batches, one transaction per batch, replies after commit) into MariaDB and
 //! SQLite. Prints conversations/s and rows/s for a first ingest (inserts) and a re-ingest
-//! (delete + insert of the same conversations), and the process's peak RSS.
+//! (delete + insert of the same conversations), and the process's peak RSS; then the
+//! database's own floor for the same rows (INSERT … SELECT inside it, see [`floor_seconds`]).
 //!
 //!     cargo bench --bench writer_throughput
 //!
@@ -19,7 +20,7 @@ use chrono::{Duration, TimeZone, Utc};
 use sluice::actors::writer::{start_writer_with, Flush, PageRecords, WritePage, WriterConfig};
 use sluice::genesys::model::{Interval, ReceivedConversation};
 use sluice::storage::models::ConversationRecord;
-use sluice::storage::{connect, DatabaseUrl};
+use sluice::storage::{connect, run_migrations, DatabaseUrl};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -132,6 +133,57 @@ fn write_all(url: &DatabaseUrl, pages: &[Vec<ConversationRecord>], outstanding: 
     })
 }
 
+const TABLES: [&str; 5] = [
+    "conversations",
+    "participants",
+    "sessions",
+    "segments",
+    "session_metrics",
+];
+
+/// The database's own cost for the rows in `url`: seconds to copy them into an empty schema
+/// with INSERT … SELECT in one transaction, in primary-key order (the friendliest order for
+/// the B-trees). A writer that sends the rows from outside cannot be faster than this.
+fn floor_seconds(url: &DatabaseUrl) -> f64 {
+    let copy = |target: &str, source: &str| {
+        TABLES
+            .iter()
+            // The WHERE keeps SQLite from copying whole B-tree records (its transfer
+            // optimization for `INSERT INTO empty SELECT * FROM same-shaped table`).
+            .map(|t| format!("INSERT INTO {target}.{t} SELECT * FROM {source}.{t} WHERE 1 = 1;"))
+            .collect::<String>()
+    };
+    match url {
+        DatabaseUrl::Mysql(u) => {
+            let (base, source) = u.rsplit_once('/').expect("database name");
+            let target = format!("{source}_floor");
+            admin(&format!(
+                "DROP DATABASE IF EXISTS `{target}`; CREATE DATABASE `{target}`"
+            ));
+            let turl = DatabaseUrl::parse(&format!("{base}/{target}")).expect("url");
+            let mut c = connect(&turl).expect("MariaDB");
+            run_migrations(&mut c).expect("migrations");
+            let t = Instant::now();
+            c.batch_execute(&format!("BEGIN; {} COMMIT;", copy(&target, source)))
+                .expect("floor copy");
+            let secs = t.elapsed().as_secs_f64();
+            admin(&format!("DROP DATABASE IF EXISTS `{target}`"));
+            secs
+        }
+        DatabaseUrl::Sqlite(path) => {
+            let target = path.with_extension("floor.db");
+            let mut c = connect(&DatabaseUrl::sqlite(&target)).expect("SQLite");
+            run_migrations(&mut c).expect("migrations");
+            c.batch_execute(&format!("ATTACH '{}' AS src;", path.display()))
+                .expect("attach");
+            let t = Instant::now();
+            c.batch_execute(&format!("BEGIN; {} COMMIT;", copy("main", "src")))
+                .expect("floor copy");
+            t.elapsed().as_secs_f64()
+        }
+    }
+}
+
 fn admin(sql: &str) {
     let server = std::env::var("SLUICE_TEST_MYSQL")
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
@@ -213,6 +265,14 @@ fn main() {
                 peak_rss_mib()
             );
         }
+        let conversations = pages.iter().map(|p| p.len()).sum::<usize>();
+        let seconds = floor_seconds(&url);
+        println!(
+            "{backend:<6} {:<26} {:>8.0} conversations/s {:>9.0} rows/s  (the same rows copied by INSERT … SELECT inside the database in {seconds:.2}s: no client, no statements, no network)",
+            "floor (database alone)",
+            conversations as f64 / seconds,
+            rows as f64 / seconds,
+        );
         if backend == "mysql" {
             admin(&format!(
                 "DROP DATABASE IF EXISTS `sluice_bench_{}`",

@@ -376,6 +376,10 @@ macro_rules! dispatch {
     };
 }
 
+/// WAL pages after which a committing SQLite connection checkpoints by itself (the backstop
+/// behind the Writer's background checkpoints; SQLite's default is 1,000).
+pub const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 8192;
+
 /// Opens a connection. MySQL sessions run in UTC; SQLite files use WAL journaling with
 /// `synchronous=NORMAL` (atomic and consistent after a crash; a power cut may lose the last
 /// commits, which the checkpoint then re-fetches), a 64 MiB page cache, and wait up to 10 s on
@@ -405,13 +409,18 @@ pub fn connect(url: &DatabaseUrl) -> Result<Connection, StorageError> {
                     transient: false,
                 }
             })?;
-            // A 64 MiB page cache and in-memory temp files: with SQLite's 2 MiB default a
-            // batch spills dirty pages to the WAL mid-transaction and reads them back.
-            c.batch_execute(
-                "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; \
-                 PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
-            )
+            // 16 KiB pages for a new file (a conversation's raw JSON fits in one; a commit
+            // writes a quarter of the WAL frames 4 KiB pages take). A 64 MiB page cache and
+            // in-memory temp files: with SQLite's 2 MiB default a batch spills dirty pages to
+            // the WAL mid-transaction and reads them back. Checkpoints normally run on the
+            // Writer's background thread (`wal::WalCheckpointer`); the automatic one at
+            // `SQLITE_AUTOCHECKPOINT_PAGES` only bounds the WAL if that thread falls behind.
+            c.batch_execute(&format!(
+                "PRAGMA busy_timeout = 10000; PRAGMA page_size = 16384; \
+                 PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA foreign_keys = OFF; PRAGMA cache_size = -65536; \
+                 PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT_PAGES};"
+            ))
             .map_err(StorageError::from)?;
             Ok(Connection::Sqlite(c))
         }

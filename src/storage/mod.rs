@@ -15,7 +15,9 @@ pub mod checkpoint;
 pub mod connection;
 pub mod migrations;
 pub mod models;
+pub mod prepared;
 pub mod schema;
+pub mod wal;
 pub mod write;
 
 pub use checkpoint::{Dataset, NewPartition, PartitionRow, PartitionStatus};

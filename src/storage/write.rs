@@ -2,7 +2,7 @@
 //!
 //! [`write_batch`] is the transaction: fence every page's lease, replace each conversation
 //! (delete its children and its row when it is already stored, keeping `first_ingested_at`,
-//! then multi-row inserts of at most `rows_per_statement` rows), replace user status records by
+//! then multi-row inserts of fixed row counts ([`STATEMENT_ROWS`], prepared once per connection)), replace user status records by
 //! `(user_id, start_time)`, and finally record the completions of the partitions whose last
 //! page is in the batch. Either all of it commits or none of it.
 //!
@@ -25,11 +25,12 @@ pub use super::checkpoint::PartitionCompletion;
 use super::checkpoint::{complete_partition, fail_partition, fence_lease};
 use super::connection::{connect, Connection, DatabaseUrl, StorageError};
 pub use super::models::ConversationRecord;
-use super::models::{db_time, ConversationRows, UserRows};
+use super::models::{db_time, ConversationRows, NewConversation, UserRows};
 use super::schema::{
     conversations, participants, segments, session_metrics, sessions, user_presence,
     user_routing_status,
 };
+use super::wal::WalCheckpointer;
 use crate::clock::{SharedClock, SystemClock};
 use crate::dispatch;
 use crate::genesys::model::UserDetail;
@@ -99,7 +100,8 @@ pub struct WriterSettings {
     pub batch_max_rows: usize,
     /// Flush when the oldest buffered page is this old (milliseconds).
     pub batch_max_age_ms: u64,
-    /// Rows per INSERT statement (keeps bind counts under both databases' limits).
+    /// Most rows per INSERT statement (keeps bind counts under both databases' limits);
+    /// statements have one of the [`STATEMENT_ROWS`] sizes at or below it.
     pub rows_per_statement: usize,
     /// Upper bound of one INSERT of conversations (their raw JSON), bytes; keep well under
     /// MySQL's `max_allowed_packet`.
@@ -219,6 +221,43 @@ impl From<&WriterSettings> for StatementLimits {
 }
 
 const IDS_PER_STATEMENT: usize = 1000;
+
+/// Row counts an INSERT may have, largest first: each (table, row count) is prepared once per
+/// connection and kept ([`MultiRowInsert`](super::prepared::MultiRowInsert)), so the statement cache stays small.
+pub const STATEMENT_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// The largest size of [`STATEMENT_ROWS`] that is at most `remaining` and `max_rows` and whose
+/// rows `fit` (one row always does).
+pub fn statement_rows(remaining: usize, max_rows: usize, fits: impl Fn(usize) -> bool) -> usize {
+    STATEMENT_ROWS
+        .iter()
+        .copied()
+        .find(|&n| n <= remaining && n <= max_rows && (n == 1 || fits(n)))
+        .unwrap_or(1)
+}
+
+/// Inserts every row of `$rows` into `$table` in statements of [`STATEMENT_ROWS`] sizes;
+/// `$fits` (optional) says whether a run of rows is small enough for one statement. Evaluates
+/// to the number of rows inserted; `?` returns database errors.
+macro_rules! insert_rows {
+    ($conn:expr, $table:ident, $rows:expr, $limits:expr) => {
+        insert_rows!($conn, $table, $rows, $limits, |_: &[_]| true)
+    };
+    ($conn:expr, $table:ident, $rows:expr, $limits:expr, $fits:expr) => {{
+        let mut rest = &$rows[..];
+        let mut inserted = 0usize;
+        while !rest.is_empty() {
+            let n = statement_rows(rest.len(), $limits.rows_per_statement, |k| {
+                ($fits)(&rest[..k])
+            });
+            let (head, tail) = rest.split_at(n);
+            inserted += dispatch!(&mut *$conn, |c| crate::multi_row_insert!($table, head)
+                .execute(c))?;
+            rest = tail;
+        }
+        inserted
+    }};
+}
 
 /// Writes `pages` in one transaction (see the module doc). On `Err` nothing was written.
 pub fn write_batch(
@@ -358,47 +397,16 @@ fn replace_conversations(
             .copied();
         rows.push(rec, now, first);
     }
-    let n = limits.rows_per_statement;
     // Conversations carry their raw JSON: cut statements by size as well as by count.
-    let mut start = 0;
-    while start < rows.conversations.len() {
-        let mut end = start;
-        let mut bytes = 0;
-        while end < rows.conversations.len()
-            && end - start < n
-            && (end == start
-                || bytes + rows.conversations[end].raw_json.len() + 512
-                    <= limits.max_statement_bytes)
-        {
-            bytes += rows.conversations[end].raw_json.len() + 512;
-            end += 1;
-        }
-        let chunk = &rows.conversations[start..end];
-        dispatch!(&mut *conn, |c| diesel::insert_into(conversations::table)
-            .values(chunk)
-            .execute(c))?;
-        start = end;
-    }
-    for chunk in rows.participants.chunks(n) {
-        dispatch!(&mut *conn, |c| diesel::insert_into(participants::table)
-            .values(chunk)
-            .execute(c))?;
-    }
-    for chunk in rows.sessions.chunks(n) {
-        dispatch!(&mut *conn, |c| diesel::insert_into(sessions::table)
-            .values(chunk)
-            .execute(c))?;
-    }
-    for chunk in rows.segments.chunks(n) {
-        dispatch!(&mut *conn, |c| diesel::insert_into(segments::table)
-            .values(chunk)
-            .execute(c))?;
-    }
-    for chunk in rows.metrics.chunks(n) {
-        dispatch!(&mut *conn, |c| diesel::insert_into(session_metrics::table)
-            .values(chunk)
-            .execute(c))?;
-    }
+    let max_bytes = limits.max_statement_bytes;
+    let fits = |rows: &[NewConversation]| {
+        rows.iter().map(|r| r.raw_json.len() + 512).sum::<usize>() <= max_bytes
+    };
+    insert_rows!(conn, conversations, rows.conversations, limits, fits);
+    insert_rows!(conn, participants, rows.participants, limits);
+    insert_rows!(conn, sessions, rows.sessions, limits);
+    insert_rows!(conn, segments, rows.segments, limits);
+    insert_rows!(conn, session_metrics, rows.metrics, limits);
     log::debug!(
         "{} conversations ({} stored before): lookup+delete {:?}, build+insert {} rows {:?}",
         recs.len(),
@@ -443,19 +451,8 @@ fn replace_user_statuses(
             .execute(c))?;
         }
     }
-    let n = limits.rows_per_statement;
-    for chunk in rows.presence.chunks(n) {
-        dispatch!(&mut *conn, |c| diesel::insert_into(user_presence::table)
-            .values(chunk)
-            .execute(c))?;
-    }
-    for chunk in rows.routing.chunks(n) {
-        dispatch!(&mut *conn, |c| diesel::insert_into(
-            user_routing_status::table
-        )
-        .values(chunk)
-        .execute(c))?;
-    }
+    insert_rows!(conn, user_presence, rows.presence, limits);
+    insert_rows!(conn, user_routing_status, rows.routing, limits);
     Ok(rows.len())
 }
 
@@ -478,6 +475,8 @@ pub struct WriteCounters {
 pub struct BatchWriter {
     url: DatabaseUrl,
     conn: Option<Connection>,
+    /// SQLite only: checkpoints the WAL off the Writer's thread.
+    checkpointer: Option<WalCheckpointer>,
     config: WriterConfig,
     counters: WriteCounters,
 }
@@ -488,6 +487,7 @@ impl BatchWriter {
         BatchWriter {
             url,
             conn: None,
+            checkpointer: None,
             config,
             counters: WriteCounters::default(),
         }
@@ -518,6 +518,14 @@ impl BatchWriter {
                 log::info!("writer reconnected to {}", self.url);
             }
             self.conn = Some(c);
+            if let (DatabaseUrl::Sqlite(path), None) = (&self.url, &self.checkpointer) {
+                match WalCheckpointer::start(path) {
+                    Ok(cp) => self.checkpointer = cp,
+                    Err(e) => log::warn!(
+                        "no background WAL checkpoints ({e}); SQLite checkpoints in the Writer"
+                    ),
+                }
+            }
         }
         self.conn.as_mut().ok_or(StorageError::WriterGone)
     }
@@ -579,6 +587,9 @@ impl BatchWriter {
             };
             match r {
                 Ok(outcome) => {
+                    if let Some(cp) = &self.checkpointer {
+                        cp.committed();
+                    }
                     self.counters.batches += 1;
                     self.counters.rows_written += outcome.rows_written;
                     self.counters.conversations_written += outcome.conversations_written;
@@ -668,5 +679,26 @@ mod tests {
         let d: Vec<u64> = (1..=6).map(|a| s.backoff(a).as_millis() as u64).collect();
         assert_eq!(d, vec![100, 200, 400, 800, 1000, 1000]);
         assert_eq!(s.backoff(200), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn statements_take_the_largest_size_that_fits() {
+        let sizes = |mut left: usize, max: usize, fits: &dyn Fn(usize) -> bool| {
+            let mut v = Vec::new();
+            while left > 0 {
+                let n = statement_rows(left, max, fits);
+                v.push(n);
+                left -= n;
+            }
+            v
+        };
+        assert_eq!(sizes(600, 1000, &|_| true), vec![256, 256, 64, 16, 4, 4]);
+        assert_eq!(sizes(70, 32, &|_| true), vec![16, 16, 16, 16, 4, 1, 1]);
+        assert_eq!(sizes(40, 1000, &|k| k <= 5), vec![4; 10]);
+        assert_eq!(
+            sizes(2, 1000, &|_| false),
+            vec![1, 1],
+            "one row always goes"
+        );
     }
 }

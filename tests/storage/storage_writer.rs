@@ -490,3 +490,53 @@ fn user_statuses_are_replaced_by_user_and_start_time() {
         );
     }
 }
+
+/// `Com_stmt_prepare` of the connection itself (MariaDB's session status).
+fn session_prepares(conn: &mut Connection) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Status {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        #[diesel(column_name = Value)]
+        value: String,
+    }
+    let Connection::Mysql(c) = conn else {
+        panic!("MariaDB only")
+    };
+    let rows: Vec<Status> = diesel::RunQueryDsl::load(
+        diesel::sql_query("SHOW SESSION STATUS LIKE 'Com_stmt_prepare'"),
+        c,
+    )
+    .unwrap();
+    rows[0].value.parse().unwrap()
+}
+
+#[test]
+fn inserts_are_prepared_once_per_connection() {
+    // Preparing a multi-row INSERT cost more than running it: batches of any size must reuse
+    // the few statements of fixed row counts prepared by the first batches.
+    let (recs, now) = sim_thousand();
+    let db = TestDb::mysql();
+    let mut conn = db.connect();
+    let limits = sluice::storage::write::StatementLimits {
+        rows_per_statement: 1000,
+        max_statement_bytes: 4 << 20,
+    };
+    let write = |conn: &mut Connection, recs: &[ConversationRecord]| {
+        let p = page(recs);
+        sluice::storage::write::write_batch(conn, &[&p], now, limits, None).unwrap()
+    };
+    // Warm up: every statement size of every table.
+    write(&mut conn, &recs[..700]);
+    let before = session_prepares(&mut conn);
+    for chunk in recs[700..].chunks(37) {
+        write(&mut conn, chunk);
+    }
+    let prepared = session_prepares(&mut conn) - before;
+    let batches = recs[700..].chunks(37).count() as i64;
+    // Per batch only the id lookup (an IN list of varying length) is prepared anew.
+    assert!(
+        prepared <= batches * 2,
+        "{prepared} statements prepared for {batches} batches"
+    );
+    assert_eq!(conversation_counts(&mut conn), expected_rows(&recs));
+}
