@@ -193,6 +193,7 @@ fn admin(sql: &str) {
 
 fn main() {
     let _ = env_logger::try_init();
+    sluice::storage::connection::limit_mysql_driver_buffers();
     let n = env_usize("BENCH_CONVERSATIONS", 20_000);
     let page = env_usize("BENCH_PAGE", 100).max(1);
     let outstanding = env_usize("BENCH_OUTSTANDING", 8).max(1);

@@ -85,6 +85,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    sluice::storage::connection::limit_mysql_driver_buffers();
     let cli = Cli::parse();
     match cli.command {
         Command::Backfill { from, to, engine } => {

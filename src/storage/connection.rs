@@ -376,6 +376,22 @@ macro_rules! dispatch {
     };
 }
 
+/// Packet buffers the MySQL driver keeps for reuse (`MYSQL_ASYNC_BUFFER_POOL_CAP`; its default
+/// is 128). A kept buffer keeps the capacity of the largest packet it carried, so with the
+/// Writer's multi-row INSERTs (up to ~1 MB) 128 of them grew the engine's RSS by 80 MB over a
+/// long backfill; one writer connection needs a few.
+pub const MYSQL_BUFFER_POOL_CAP: &str = "16";
+
+/// Sets the MySQL driver's buffer-pool limit ([`MYSQL_BUFFER_POOL_CAP`]) unless the
+/// environment already sets it. The driver reads it once, at its first connection; call this
+/// at start, before other threads exist (the binary's `main` does).
+pub fn limit_mysql_driver_buffers() {
+    const VAR: &str = "MYSQL_ASYNC_BUFFER_POOL_CAP";
+    if std::env::var_os(VAR).is_none() {
+        std::env::set_var(VAR, MYSQL_BUFFER_POOL_CAP);
+    }
+}
+
 /// WAL pages after which a committing SQLite connection checkpoints by itself (the backstop
 /// behind the Writer's background checkpoints; SQLite's default is 1,000).
 pub const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 8192;

@@ -121,7 +121,7 @@ impl Default for WriterSettings {
             batch_max_rows: 40_000,
             batch_max_age_ms: 200,
             rows_per_statement: 1000,
-            max_statement_bytes: 4 << 20,
+            max_statement_bytes: 1 << 20,
             retry_max_attempts: 60,
             retry_initial_delay_ms: 100,
             retry_max_delay_ms: 5000,
