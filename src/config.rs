@@ -21,6 +21,9 @@
 //!
 //! [fetch]                          # tuning of the Fetchers (SLUICE_FETCHERS, SLUICE_PAGE_SIZE, …)
 //! fetchers = 8
+//!
+//! [writer]                         # batching and retries of the Writer (file only)
+//! batch_max_conversations = 1000
 //! ```
 //!
 //! The client secret never appears in Debug output or errors.
@@ -35,6 +38,7 @@ use serde::Deserialize;
 use crate::genesys::{ApiError, Credentials, GenesysSettings, Secret};
 use crate::partition::{parse_bound, BlockRules, Mode};
 use crate::rate::RateLimiterSettings;
+use crate::storage::write::WriterSettings;
 
 /// A bad setting: which one, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -174,6 +178,8 @@ pub struct Config {
     /// The RateLimiter's settings (`[rate_limit]`).
     pub rate_limit: RateLimiterSettings,
     pub fetch: FetchSettings,
+    /// The Writer's batching and retry settings (`[writer]`).
+    pub writer: WriterSettings,
     /// The admin HTTP server's address (`admin_addr` / SLUICE_ADMIN_ADDR).
     pub admin_addr: SocketAddr,
     /// Where the file came from, if any.
@@ -200,6 +206,7 @@ impl Default for Config {
             },
             rate_limit: RateLimiterSettings::default(),
             fetch: FetchSettings::default(),
+            writer: WriterSettings::default(),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 9187)),
             source: None,
         }
@@ -221,6 +228,7 @@ struct FileConfig {
     genesys: Option<toml::Table>,
     rate_limit: Option<toml::Table>,
     fetch: Option<FileFetch>,
+    writer: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -351,6 +359,13 @@ impl Config {
         if let Some(r) = file.rate_limit {
             cfg.rate_limit = RateLimiterSettings::deserialize(toml::Value::Table(r))
                 .map_err(|e| ConfigError::new(key("[rate_limit]"), e.to_string()))?;
+        }
+        if let Some(w) = file.writer {
+            cfg.writer = WriterSettings::deserialize(toml::Value::Table(w))
+                .map_err(|e| ConfigError::new(key("[writer]"), e.to_string()))?;
+            cfg.writer
+                .validate()
+                .map_err(|(k, m)| ConfigError::new(key(&format!("writer.{k}")), m))?;
         }
         if let Some(f) = file.fetch {
             let d = &mut cfg.fetch;
@@ -705,7 +720,31 @@ page_size = 50
         let cfg = Config::from_toml(include_str!("../packaging/sluice.toml"), None).unwrap();
         assert_eq!(cfg.watermark_lag, Duration::hours(4));
         assert_eq!(cfg.fetch, FetchSettings::default());
+        assert_eq!(
+            cfg.writer,
+            WriterSettings::default(),
+            "the [writer] defaults as listed"
+        );
         assert_eq!(cfg.admin_addr.to_string(), DEFAULT_ADMIN_ADDR);
+    }
+
+    #[test]
+    fn writer_settings_come_from_the_file_and_are_checked() {
+        let cfg = load(
+            "[writer]\nbatch_max_conversations = 250\ngroup_commit = false",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.writer.batch_max_conversations, 250);
+        assert!(!cfg.writer.group_commit);
+        assert_eq!(
+            cfg.writer.batch_max_rows,
+            WriterSettings::default().batch_max_rows
+        );
+        let e = load("[writer]\nbatch_max_rows = 0", &[]).unwrap_err();
+        assert!(e.setting.ends_with("writer.batch_max_rows"), "{e}");
+        let e = load("[writer]\nbatch_size = 10", &[]).unwrap_err();
+        assert!(e.to_string().contains("batch_size"), "{e}");
     }
 
     #[test]

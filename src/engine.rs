@@ -24,7 +24,9 @@ use crate::actors::coordinator::{
 };
 use crate::actors::fetcher::{Availability, FaultHooks, FetchContext, FetchCounters};
 use crate::actors::rate_limiter::RateLimiterHandle;
-use crate::actors::writer::{start_writer, EndRun, ReclaimDeadLeases, StartRun, Writer};
+use crate::actors::writer::{
+    start_writer_with, EndRun, ReclaimDeadLeases, StartRun, Writer, WriterConfig,
+};
 use crate::admin::{AdminHandle, AdminState, LiveEngine, RunInfo};
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError, DatasetChoice};
@@ -207,7 +209,13 @@ pub async fn start(config: &Config, opts: EngineOptions) -> Result<EngineHandle,
             })
         }
     }
-    let writer = start_writer(url.clone())?;
+    let writer = start_writer_with(
+        url.clone(),
+        WriterConfig {
+            settings: config.writer.clone(),
+            ..WriterConfig::default()
+        },
+    )?;
     match writer
         .send(ReclaimDeadLeases {
             this_host: owner_host_prefix(),

@@ -130,6 +130,37 @@ impl Default for WriterSettings {
 }
 
 impl WriterSettings {
+    /// Checks the values a batch cannot work without; the error names the setting.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let positive = |v: u64, k: &'static str| {
+            if v > 0 {
+                Ok(())
+            } else {
+                Err((k, format!("must be positive, got {v}")))
+            }
+        };
+        positive(
+            self.batch_max_conversations as u64,
+            "batch_max_conversations",
+        )?;
+        positive(self.batch_max_rows as u64, "batch_max_rows")?;
+        positive(self.batch_max_age_ms, "batch_max_age_ms")?;
+        positive(self.rows_per_statement as u64, "rows_per_statement")?;
+        if self.max_statement_bytes < 64 << 10 {
+            return Err((
+                "max_statement_bytes",
+                format!("must be at least 65536, got {}", self.max_statement_bytes),
+            ));
+        }
+        if self.retry_initial_delay_ms > self.retry_max_delay_ms {
+            return Err((
+                "retry_initial_delay_ms",
+                "must not exceed retry_max_delay_ms".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Backoff before retry number `attempt` (1-based): initial × 2^(attempt−1), capped.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(20);
