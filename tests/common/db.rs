@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use sluice::storage::{connect, run_migrations, Backend, Connection, DatabaseUrl};
 
@@ -14,10 +15,66 @@ pub fn mysql_server_url() -> String {
     std::env::var("SLUICE_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
+/// Who is using the shared MariaDB server: tests in one binary run in parallel, and one test
+/// stops the server. Users hold a shared [`MariaDbUse`]; the restart test holds it exclusively.
+/// (No preference for the exclusive claim: a test may hold two shared claims at once.)
+struct ServerUsers {
+    shared: usize,
+    exclusive: bool,
+}
+
+static SERVER_USERS: Mutex<ServerUsers> = Mutex::new(ServerUsers {
+    shared: 0,
+    exclusive: false,
+});
+static SERVER_FREED: Condvar = Condvar::new();
+
+fn server_users() -> MutexGuard<'static, ServerUsers> {
+    SERVER_USERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A test's claim on the shared MariaDB server; released on drop.
+pub struct MariaDbUse {
+    exclusive: bool,
+}
+
+/// Claims the server for a test that uses it (many tests at once).
+pub fn mariadb_shared() -> MariaDbUse {
+    let mut u = server_users();
+    while u.exclusive {
+        u = SERVER_FREED.wait(u).unwrap_or_else(|e| e.into_inner());
+    }
+    u.shared += 1;
+    MariaDbUse { exclusive: false }
+}
+
+/// Claims the server for a test that stops it: waits until no other test uses it.
+pub fn mariadb_exclusive() -> MariaDbUse {
+    let mut u = server_users();
+    while u.exclusive || u.shared > 0 {
+        u = SERVER_FREED.wait(u).unwrap_or_else(|e| e.into_inner());
+    }
+    u.exclusive = true;
+    MariaDbUse { exclusive: true }
+}
+
+impl Drop for MariaDbUse {
+    fn drop(&mut self) {
+        let mut u = server_users();
+        if self.exclusive {
+            u.exclusive = false;
+        } else {
+            u.shared -= 1;
+        }
+        SERVER_FREED.notify_all();
+    }
+}
+
 /// A database that exists for one test.
 pub struct TestDb {
     pub url: DatabaseUrl,
     mysql_name: Option<String>,
+    _server: Option<MariaDbUse>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -41,6 +98,7 @@ fn admin(sql: String) {
 impl TestDb {
     /// A fresh, empty MariaDB database with a unique name.
     pub fn mysql() -> TestDb {
+        let server_use = mariadb_shared();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -53,6 +111,7 @@ impl TestDb {
         TestDb {
             url: DatabaseUrl::parse(&format!("{base}/{name}")).unwrap(),
             mysql_name: Some(name),
+            _server: Some(server_use),
             _dir: None,
         }
     }
@@ -63,6 +122,7 @@ impl TestDb {
         TestDb {
             url: DatabaseUrl::sqlite(dir.path().join("sluice.db")),
             mysql_name: None,
+            _server: None,
             _dir: Some(dir),
         }
     }

@@ -174,6 +174,7 @@ fn database_without_permissions_fails_clearly() {
     let dir = ScratchDir::new("sluice-noperm").expect("scratch dir");
     let org = small_org();
     let sim = start_sim(&dir, &org, 33, &[]);
+    let _mariadb = common::db::mariadb_shared();
     let db = ScratchDb::mysql("sluice_noperm").expect("MariaDB scratch database");
     let name = db.mysql_name().expect("a MariaDB database").to_owned();
     let user = unique_name("np").to_lowercase();

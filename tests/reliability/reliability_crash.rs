@@ -129,6 +129,7 @@ fn crash_and_resume(db: ScratchDb, mode: &str, days: u32, per_day: u32, kills: u
 
 #[test]
 fn kill9_five_times_then_resume_is_exact_mariadb() {
+    let _mariadb = common::db::mariadb_shared();
     let db = ScratchDb::mysql("sluice_crash").expect("MariaDB scratch database");
     if long_tests() {
         crash_and_resume(db, "query", 40, 400, 15);

@@ -2,9 +2,9 @@
 //! writes into it, and started again a few seconds later. The run must complete with nothing
 //! lost or duplicated.
 //!
-//! This file holds ONE test on purpose: tests inside a binary run in parallel, test binaries one
-//! after another, so no other test of the suite sees the server go away. A guard restarts the
-//! server even when the test fails.
+//! Tests in a binary run in parallel: this one claims the server exclusively
+//! (`common::db::mariadb_exclusive`), so no test that uses MariaDB sees it go away. A guard
+//! restarts the server even when the test fails.
 use crate::common;
 
 use std::process::Command;
@@ -61,6 +61,8 @@ impl Drop for RestartGuard {
 
 #[test]
 fn mariadb_restart_mid_run_loses_nothing() {
+    // No other test may use the server while it is down.
+    let _mariadb = common::db::mariadb_exclusive();
     assert!(mariadb_answers(), "MariaDB must answer on 127.0.0.1:3306");
     let long = long_tests();
     let (days, per_day, down_for) = if long {

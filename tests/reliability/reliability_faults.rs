@@ -1,5 +1,5 @@
 //! Faults from the simulator — 5 % 5xx, 2 % malformed bodies, latency spikes, tokens that expire
-//! every few seconds, jobs that end FAILED or EXPIRED, totalHits that drifts between pages — and
+//! every few seconds or are revoked, jobs that end FAILED or EXPIRED, totalHits that drifts between pages — and
 //! the backfill still completes with exactly the simulator's data.
 use crate::common;
 
@@ -31,12 +31,30 @@ fn query_path_with_faults_is_complete_and_exact() {
     extra.extend(["--latency-ms", "1,900"]);
     extra.extend(["--rate-per-minute", "1200", "--window-secs", "10"]);
     let sim = start_sim(&dir, &org, 21, &extra);
+    let _mariadb = common::db::mariadb_shared();
     let db = ScratchDb::mysql("sluice_faults_q").expect("MariaDB scratch database");
     // Small pages: a few hundred requests, so 5 % and 2 % faults are all but sure to occur.
     let cmd = backfill_cmd(&dir, &sim, &db, &org)
         .args(["--mode", "query"])
-        .env("SLUICE_PAGE_SIZE", "4");
+        .env("SLUICE_PAGE_SIZE", "4")
+        // The engine's budget is the simulator's (faults are the subject here, not pacing).
+        .env("SLUICE_RATE_PER_MINUTE", "1200")
+        .env("SLUICE_RATE_WINDOW_SECS", "10");
+    // Tokens revoked under the engine's feet every 2 s (besides expiring every 3 s).
+    let stop = Arc::new(AtomicBool::new(false));
+    let revoker = {
+        let stop = stop.clone();
+        let url = format!("{}/__sim/tokens/expire", sim.base_url());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(2));
+                let _ = http_request("POST", &url, None, Duration::from_secs(5));
+            }
+        })
+    };
     let f = run(&cmd, "backfill", Duration::from_secs(240));
+    stop.store(true, Ordering::Relaxed);
+    let _ = revoker.join();
     let stats = sim.stats().expect("stats");
     eprintln!("faults: {}", stats["faults"]);
     assert_eq!(

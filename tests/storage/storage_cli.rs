@@ -36,6 +36,7 @@ fn migrate_creates_the_schema_and_hides_passwords() {
     let (ok, _, err) = sluice(&url, &["migrate"]);
     assert!(ok && err.contains("up to date"), "{err}");
 
+    let _mariadb = common::db::mariadb_shared();
     let (ok, _, err) = sluice(
         "mysql://root:Sup3rSecret@127.0.0.1:3306/sluice_no_such_db",
         &["migrate"],

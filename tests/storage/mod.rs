@@ -1,0 +1,6 @@
+//! Schema, migrations, the Writer, reports and the storage CLI, on MariaDB and SQLite.
+mod storage_cli;
+mod storage_reports;
+mod storage_schema;
+mod storage_writer;
+mod storage_writer_actor;
