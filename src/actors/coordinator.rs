@@ -804,12 +804,6 @@ impl Coordinator {
             return;
         }
         self.phase = Phase::Finished;
-        let report = RunReport {
-            summary: self.schedule.summary.clone(),
-            interrupted,
-            not_final_yet: self.not_final_yet,
-            error: self.fatal.clone(),
-        };
         let tx = self.report.clone();
         ctx.spawn(
             self.writer
@@ -823,6 +817,13 @@ impl Coordinator {
                         log::error!("final flush failed: {e}");
                     }
                     act.publish_status();
+                    // After the final flush: partitions it completed are in the summary.
+                    let report = RunReport {
+                        summary: act.schedule.summary.clone(),
+                        interrupted,
+                        not_final_yet: act.not_final_yet,
+                        error: act.fatal.clone(),
+                    };
                     tx.send_replace(Some(report));
                     for f in &act.fetchers {
                         f.do_send(CancelFetch);
