@@ -154,7 +154,9 @@ fn unreachable_api_fails_clearly_and_marks_nothing_done() {
             &org.end_arg(),
         ])
         .against_sim(&dead, SIM_CLIENT_ID, SIM_CLIENT_SECRET)
-        .env("DATABASE_URL", db.url());
+        .env("DATABASE_URL", db.url())
+        // Two attempts instead of six: the same failure, without 15 s of backoff.
+        .env("SLUICE_HTTP_MAX_ATTEMPTS", "2");
     let f = run(&cmd, "no-api", Duration::from_secs(120));
     assert_failed(&f, "unreachable API");
     assert_mentions(
