@@ -365,7 +365,7 @@ impl Config {
                 .map_err(|e| ConfigError::new(key("[writer]"), e.to_string()))?;
             cfg.writer
                 .validate()
-                .map_err(|(k, m)| ConfigError::new(key(&format!("writer.{k}")), m))?;
+                .map_err(|e| ConfigError::new(key(&format!("writer.{}", e.setting)), e.message))?;
         }
         if let Some(f) = file.fetch {
             let d = &mut cfg.fetch;

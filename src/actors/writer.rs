@@ -14,7 +14,7 @@
 //! batch is also cut when it reaches `batch_max_conversations` conversations or
 //! `batch_max_rows` rows, on [`Flush`], before any checkpoint message (so messages take effect
 //! in the order they were sent), and when the actor stops. `batch_max_age_ms` bounds how long
-//! a page may wait in any case: [`start_writer`] runs a small ticker on the caller's arbiter
+//! a page may wait in any case: [`start_writer_with`] runs a small ticker on the caller's arbiter
 //! that sends an internal `FlushDue` every half of it (a SyncActor has no timers).
 //!
 //! **Replies after commit, and back-pressure.** The reply to a `WritePage` is sent only once the
@@ -498,12 +498,8 @@ checkpoint_handler!(EndRun, (), |core, m, c, now| {
 });
 
 /// Connects once and runs the migrations (on a plain thread: the MySQL driver starts its own
-/// runtime), then starts the Writer with default settings. Call inside a running actix System.
-pub fn start_writer(url: DatabaseUrl) -> Result<Addr<Writer>, StorageError> {
-    start_writer_with(url, WriterConfig::default())
-}
-
-/// [`start_writer`] with explicit settings, clock and hooks.
+/// runtime), then starts the Writer with `config`'s settings, clock and hooks. Call inside a
+/// running actix System.
 pub fn start_writer_with(
     url: DatabaseUrl,
     config: WriterConfig,

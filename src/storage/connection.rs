@@ -429,9 +429,10 @@ pub fn connect(url: &DatabaseUrl) -> Result<Connection, StorageError> {
             // writes a quarter of the WAL frames 4 KiB pages take). A 32 MiB page cache and
             // in-memory temp files: with SQLite's 2 MiB default a batch spills dirty pages to
             // the WAL mid-transaction and reads them back; 64 MiB was no faster at 100,000
-            // conversations and cost the engine's RSS its margin under 200 MB. Checkpoints normally run on the
-            // Writer's background thread (`wal::WalCheckpointer`); the automatic one at
-            // `SQLITE_AUTOCHECKPOINT_PAGES` only bounds the WAL if that thread falls behind.
+            // conversations and cost the engine's RSS its margin under 200 MB. Checkpoints
+            // normally run on the Writer's background thread (`wal::WalCheckpointer`); the
+            // automatic one at `SQLITE_AUTOCHECKPOINT_PAGES` only bounds the WAL if that thread
+            // falls behind.
             c.batch_execute(&format!(
                 "PRAGMA busy_timeout = 10000; PRAGMA page_size = 16384; \
                  PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \

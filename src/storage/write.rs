@@ -34,6 +34,7 @@ use super::wal::WalCheckpointer;
 use crate::clock::{SharedClock, SystemClock};
 use crate::dispatch;
 use crate::genesys::model::UserDetail;
+use crate::rate::SettingsError;
 
 /// The records of one fetched page.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,12 +132,12 @@ impl Default for WriterSettings {
 
 impl WriterSettings {
     /// Checks the values a batch cannot work without; the error names the setting.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let positive = |v: u64, k: &'static str| {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let positive = |v: u64, k: &str| {
             if v > 0 {
                 Ok(())
             } else {
-                Err((k, format!("must be positive, got {v}")))
+                Err(SettingsError::new(k, format!("must be positive, got {v}")))
             }
         };
         positive(
@@ -147,15 +148,15 @@ impl WriterSettings {
         positive(self.batch_max_age_ms, "batch_max_age_ms")?;
         positive(self.rows_per_statement as u64, "rows_per_statement")?;
         if self.max_statement_bytes < 64 << 10 {
-            return Err((
+            return Err(SettingsError::new(
                 "max_statement_bytes",
                 format!("must be at least 65536, got {}", self.max_statement_bytes),
             ));
         }
         if self.retry_initial_delay_ms > self.retry_max_delay_ms {
-            return Err((
+            return Err(SettingsError::new(
                 "retry_initial_delay_ms",
-                "must not exceed retry_max_delay_ms".into(),
+                "must not exceed retry_max_delay_ms",
             ));
         }
         Ok(())

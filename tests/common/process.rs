@@ -5,6 +5,9 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, TimeZone, Utc};
@@ -14,6 +17,45 @@ pub use sluice::bench::{SIM_CLIENT_ID, SIM_CLIENT_SECRET};
 /// The binary under test.
 pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+/// Something a test does to the simulator in the background (move its clock, revoke tokens):
+/// `f` runs every `period` on its own thread until [`Every::stop`] or drop.
+pub struct Every {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Every {
+    pub fn start(period: Duration, mut f: impl FnMut() + Send + 'static) -> Every {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || loop {
+            std::thread::sleep(period);
+            if flag.load(Ordering::Relaxed) {
+                break;
+            }
+            f();
+        });
+        Every {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the thread and waits for it (what drop does; this names the moment).
+    pub fn stop(self) {
+        drop(self)
+    }
+}
+
+impl Drop for Every {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Long versions of the reliability tests run with SLUICE_LONG_TESTS=1.

@@ -1,4 +1,5 @@
-//! Crash-exact resume, database restart, simulator faults, bad input, secrets (long versions with SLUICE_LONG_TESTS=1).
+//! Crash-exact resume, database restart, simulator faults, bad input, secrets (long versions
+//! with SLUICE_LONG_TESTS=1).
 mod reliability_bad_input;
 mod reliability_crash;
 mod reliability_db_restart;

@@ -1,10 +1,8 @@
 //! Faults from the simulator — 5 % 5xx, 2 % malformed bodies, latency spikes, tokens that expire
-//! every few seconds or are revoked, jobs that end FAILED or EXPIRED, totalHits that drifts between pages — and
-//! the backfill still completes with exactly the simulator's data.
+//! every few seconds or are revoked, jobs that end FAILED or EXPIRED, totalHits that drifts
+//! between pages — and the backfill still completes with exactly the simulator's data.
 use crate::common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Duration as ChronoDuration;
@@ -41,20 +39,12 @@ fn query_path_with_faults_is_complete_and_exact() {
         .env("SLUICE_RATE_PER_MINUTE", "1200")
         .env("SLUICE_RATE_WINDOW_SECS", "10");
     // Tokens revoked under the engine's feet every 2 s (besides expiring every 3 s).
-    let stop = Arc::new(AtomicBool::new(false));
-    let revoker = {
-        let stop = stop.clone();
-        let url = format!("{}/__sim/tokens/expire", sim.base_url());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_secs(2));
-                let _ = http_request("POST", &url, None, Duration::from_secs(5));
-            }
-        })
-    };
+    let url = format!("{}/__sim/tokens/expire", sim.base_url());
+    let revoker = Every::start(Duration::from_secs(2), move || {
+        let _ = http_request("POST", &url, None, Duration::from_secs(5));
+    });
     let f = run(&cmd, "backfill", Duration::from_secs(240));
-    stop.store(true, Ordering::Relaxed);
-    let _ = revoker.join();
+    revoker.stop();
     let stats = sim.stats().expect("stats");
     eprintln!("faults: {}", stats["faults"]);
     assert_eq!(
@@ -96,25 +86,20 @@ fn jobs_path_with_failed_and_expired_jobs_is_complete_and_exact() {
         "2",
     ]);
     let sim = start_sim(&dir, &org, 22, &extra);
-    let stop = Arc::new(AtomicBool::new(false));
     let ticker = {
-        let stop = stop.clone();
-        let base = sim.base_url();
+        let url = format!("{}/__sim/clock", sim.base_url());
         let start = org.now;
-        std::thread::spawn(move || {
-            let (mut k, mut sim_ms) = (0i64, 0i64);
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(500));
-                k += 1;
-                sim_ms += if k % 6 == 0 { 3500 } else { 500 };
-                let now = rfc(start + ChronoDuration::milliseconds(sim_ms));
-                let _ = http_request(
-                    "POST",
-                    &format!("{base}/__sim/clock"),
-                    Some(&serde_json::json!({ "now": now })),
-                    Duration::from_secs(5),
-                );
-            }
+        let (mut k, mut sim_ms) = (0i64, 0i64);
+        Every::start(Duration::from_millis(500), move || {
+            k += 1;
+            sim_ms += if k % 6 == 0 { 3500 } else { 500 };
+            let now = rfc(start + ChronoDuration::milliseconds(sim_ms));
+            let _ = http_request(
+                "POST",
+                &url,
+                Some(&serde_json::json!({ "now": now })),
+                Duration::from_secs(5),
+            );
         })
     };
     let db = ScratchDb::sqlite(dir.path(), "faults.db");
@@ -123,8 +108,7 @@ fn jobs_path_with_failed_and_expired_jobs_is_complete_and_exact() {
         .env("SLUICE_JOB_POLL_SECS", "0.5")
         .env("SLUICE_JOB_POLL_MAX_SECS", "2");
     let f = run(&cmd, "backfill", Duration::from_secs(240));
-    stop.store(true, Ordering::Relaxed);
-    let _ = ticker.join();
+    ticker.stop();
     let stats = sim.stats().expect("stats");
     eprintln!("faults: {}", stats["faults"]);
     assert_eq!(
