@@ -1,8 +1,10 @@
 //! Writer throughput: realistic simulator conversations written through the Writer actor
 //! (SyncArbiter, batches, one transaction per batch, replies after commit) into MariaDB and
-//! SQLite. Prints conversations/s and rows/s for a first ingest (inserts) and a re-ingest
-//! (delete + insert of the same conversations), and the process's peak RSS; then the
-//! database's own floor for the same rows (INSERT … SELECT inside it, see [`floor_seconds`]).
+//! SQLite. Prints conversations/s and rows/s for a first ingest (inserts), a re-ingest of the
+//! same conversations unchanged (content digests equal: only `last_ingested_at` moves), and a
+//! re-ingest where every conversation changed (one metric each: delete + insert with
+//! children), and the process's peak RSS; then the database's own floor for the same rows
+//! (INSERT … SELECT inside it, see [`floor_seconds`]).
 //!
 //!     cargo bench --bench writer_throughput
 //!
@@ -85,6 +87,29 @@ fn records(n: usize) -> Vec<ConversationRecord> {
         .collect();
     out.truncate(n);
     out
+}
+
+/// `r` as the nightly pipeline revises it: its first metric's value changed (or, without
+/// metrics, its initiator), raw JSON re-serialized.
+fn changed(r: &ConversationRecord) -> ConversationRecord {
+    let mut c = r.received.conversation.clone();
+    match c
+        .participants
+        .iter_mut()
+        .flat_map(|p| p.sessions.iter_mut())
+        .flat_map(|s| s.metrics.iter_mut())
+        .next()
+    {
+        Some(m) => m.value += 1,
+        None => c.conversation_initiator = Some("revised".into()),
+    }
+    ConversationRecord {
+        is_final: r.is_final,
+        received: ReceivedConversation {
+            raw_json: serde_json::to_string(&c).unwrap_or_default(),
+            conversation: c,
+        },
+    }
 }
 
 struct Run {
@@ -251,11 +276,16 @@ fn main() {
                 continue;
             }
         };
-        for (label, _) in [
-            ("first ingest (insert)", 0),
-            ("re-ingest (delete+insert)", 1),
+        let changed: Vec<Vec<ConversationRecord>> = pages
+            .iter()
+            .map(|p| p.iter().map(changed).collect())
+            .collect();
+        for (label, pages) in [
+            ("first ingest (insert)", &pages),
+            ("re-ingest unchanged (skip)", &pages),
+            ("re-ingest changed", &changed),
         ] {
-            let r = write_all(&url, &pages, outstanding);
+            let r = write_all(&url, pages, outstanding);
             println!(
                 "{backend:<6} {label:<26} {:>8.0} conversations/s {:>9.0} rows/s  ({} conversations in {:.2}s; Sluice CPU {:.0} µs/conversation)  peak RSS {:.0} MiB",
                 r.conversations as f64 / r.seconds,

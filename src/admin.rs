@@ -91,6 +91,9 @@ impl EngineProbe for LiveEngine {
                     rows_written: s.rows_written,
                     conversations_written: s.conversations_written,
                     last_batch_seconds: s.last_batch_ms as f64 / 1000.0,
+                    conversations_changed: s.conversations_changed,
+                    conversations_deleted: s.conversations_deleted,
+                    user_records_deleted: s.user_records_deleted,
                 }),
                 _ => None,
             }

@@ -460,6 +460,14 @@ impl EngineHandle {
         }
     }
 
+    /// The upstream changes (changed, deleted) the Writer counted in this run.
+    pub async fn run_changes(&self) -> Option<crate::actors::writer::RunChanges> {
+        self.writer
+            .send(crate::actors::writer::RunChangesSoFar)
+            .await
+            .ok()
+    }
+
     /// When the run started (engine clock).
     pub fn started_at(&self) -> DateTime<Utc> {
         self.started
@@ -586,7 +594,10 @@ fn run_engine(config: Config, opts: EngineOptions) -> i32 {
         };
         handle.handle_signals();
         let report = handle.finished().await;
-        let text = summary_text(&report);
+        let mut text = summary_text(&report);
+        if let Some(changes) = handle.run_changes().await {
+            text.push_str(&format!("\n  {}", changes.summary_line()));
+        }
         if exit_code(&report) == EXIT_OK {
             log::info!("{text}");
         } else {

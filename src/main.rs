@@ -71,8 +71,8 @@ enum Command {
     /// Run the Genesys Cloud Analytics API simulator.
     Sim(sluice::sim::SimArgs),
     /// Apply the database migrations and exit (database from DATABASE_URL, default
-    /// sqlite://sluice.db).
-    Migrate,
+    /// sqlite://sluice.db); `--revert N` undoes the last N instead.
+    Migrate(sluice::storage::migrations::MigrateArgs),
     /// Print a report from the database (DATABASE_URL): queue-daily, agent-daily,
     /// presence-daily or completeness.
     Report(sluice::report::ReportArgs),
@@ -100,9 +100,9 @@ fn main() -> anyhow::Result<()> {
             },
         )),
         Command::Sim(args) => sluice::sim::run_cli(args),
-        Command::Migrate => {
+        Command::Migrate(args) => {
             let url = sluice::storage::DatabaseUrl::from_env_or_default()?;
-            sluice::storage::migrations::migrate(&url)?;
+            sluice::storage::migrations::migrate_cli(&url, &args)?;
             Ok(())
         }
         Command::Report(args) => Ok(sluice::report::run_cli(args)?),

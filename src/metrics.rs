@@ -48,11 +48,14 @@ pub const METRIC_DOCS: &[(&str, &str, &str)] = &[
     ("sluice_rate_limiter_budget_per_minute", "gauge", "configured budget, requests per minute (`rate_per_minute`)"),
     ("sluice_rate_limiter_reductions_total", "counter", "adaptive reductions of the refill rate (429 ratio over the threshold)"),
     ("sluice_partitions", "gauge", "checkpoint partitions by `dataset` and `status` (pending, running, done, unverified, failed, split)"),
-    ("sluice_conversations_written_total", "counter", "conversations written (inserted or replaced) by the Writer"),
+    ("sluice_conversations_written_total", "counter", "conversations stored by the Writer (inserted, replaced, or found unchanged)"),
     ("sluice_rows_written_total", "counter", "database rows written by the Writer, all tables"),
     ("sluice_writer_batches_total", "counter", "transactions committed by the Writer"),
     ("sluice_writer_queue_depth", "gauge", "pages waiting in the Writer's queue"),
     ("sluice_writer_batch_seconds", "gauge", "seconds the Writer's last batch transaction took"),
+    ("sluice_conversations_changed_total", "counter", "re-fetched conversations whose content digest differed from the stored copy (replaced with their children)"),
+    ("sluice_conversations_deleted_total", "counter", "stored conversations absent from their block's verified re-fetch (deleted upstream), deleted with their children"),
+    ("sluice_user_records_deleted_total", "counter", "presence and routing-status records absent from their block's verified re-fetch, deleted"),
     ("sluice_watermark_lag_seconds", "gauge", "seconds between the watermark (now minus the finality delay) and the end of the verified, contiguous history; 0 when caught up"),
     ("sluice_run_start_time_seconds", "gauge", "Unix time (seconds) the current run started"),
     ("sluice_build_info", "gauge", "always 1; label `version` is the Sluice version"),
@@ -86,6 +89,9 @@ pub struct WriterGauges {
     pub rows_written: u64,
     pub conversations_written: u64,
     pub last_batch_seconds: f64,
+    pub conversations_changed: u64,
+    pub conversations_deleted: u64,
+    pub user_records_deleted: u64,
 }
 
 /// Number of checkpoint partitions in one (dataset, status).
@@ -160,6 +166,9 @@ pub struct Metrics {
     writer_batches: IntCounter,
     writer_queue_depth: IntGauge,
     writer_batch_seconds: Gauge,
+    conversations_changed: IntCounter,
+    conversations_deleted: IntCounter,
+    user_records_deleted: IntCounter,
     watermark_lag: Gauge,
     run_start: Gauge,
     /// Serialises scrapes (cumulative sources are turned into counter increments).
@@ -261,6 +270,15 @@ impl Metrics {
             writer_batches: reg!(IntCounter::with_opts(opts("sluice_writer_batches_total"))?),
             writer_queue_depth: reg!(IntGauge::with_opts(opts("sluice_writer_queue_depth"))?),
             writer_batch_seconds: reg!(Gauge::with_opts(opts("sluice_writer_batch_seconds"))?),
+            conversations_changed: reg!(IntCounter::with_opts(opts(
+                "sluice_conversations_changed_total"
+            ))?),
+            conversations_deleted: reg!(IntCounter::with_opts(opts(
+                "sluice_conversations_deleted_total"
+            ))?),
+            user_records_deleted: reg!(IntCounter::with_opts(opts(
+                "sluice_user_records_deleted_total"
+            ))?),
             watermark_lag: reg!(Gauge::with_opts(opts("sluice_watermark_lag_seconds"))?),
             run_start: reg!(Gauge::with_opts(opts("sluice_run_start_time_seconds"))?),
             scrape: Mutex::new(()),
@@ -346,6 +364,9 @@ impl Metrics {
             advance_to(&self.writer_batches, w.batches);
             advance_to(&self.rows_written, w.rows_written);
             advance_to(&self.conversations_written, w.conversations_written);
+            advance_to(&self.conversations_changed, w.conversations_changed);
+            advance_to(&self.conversations_deleted, w.conversations_deleted);
+            advance_to(&self.user_records_deleted, w.user_records_deleted);
         }
         if let Some(parts) = &snap.partitions {
             // Statuses that emptied since the last scrape must drop to 0, not keep their count.
@@ -576,6 +597,9 @@ mod tests {
                 rows_written: 900,
                 conversations_written: 30,
                 last_batch_seconds: 0.25,
+                conversations_changed: 5,
+                conversations_deleted: 2,
+                user_records_deleted: 7,
             }),
             partitions: Some(vec![
                 PartitionCount {
@@ -599,6 +623,9 @@ mod tests {
         assert_eq!(value(&s, "sluice_rate_limiter_paused_seconds", &[]), 12.0);
         assert_eq!(value(&s, "sluice_retry_after_pauses_total", &[]), 4.0);
         assert_eq!(value(&s, "sluice_rows_written_total", &[]), 900.0);
+        assert_eq!(value(&s, "sluice_conversations_changed_total", &[]), 5.0);
+        assert_eq!(value(&s, "sluice_conversations_deleted_total", &[]), 2.0);
+        assert_eq!(value(&s, "sluice_user_records_deleted_total", &[]), 7.0);
         assert_eq!(value(&s, "sluice_watermark_lag_seconds", &[]), 3600.0);
         let pending = [("dataset", "conversations"), ("status", "pending")];
         assert_eq!(value(&s, "sluice_partitions", &pending), 3.0);

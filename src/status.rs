@@ -41,6 +41,11 @@ pub struct RunView {
     pub requests: i64,
     pub rate_limited: i64,
     pub rows_written: i64,
+    /// Re-fetched conversations whose content had changed upstream.
+    pub conversations_changed: i64,
+    /// Conversations (and user records) deleted because Genesys no longer has them.
+    pub conversations_deleted: i64,
+    pub user_records_deleted: i64,
 }
 
 /// Completeness of one UTC day of one dataset. A partition counts towards every day it overlaps.
@@ -211,6 +216,11 @@ impl StatusReport {
                     r.rate_limited,
                     r.rows_written
                 );
+                let _ = writeln!(
+                    out,
+                    "  upstream changes: {} conversations changed, {} deleted; {} user records deleted",
+                    r.conversations_changed, r.conversations_deleted, r.user_records_deleted
+                );
             }
             None => out.push_str("No run recorded yet.\n"),
         }
@@ -340,7 +350,17 @@ type PartitionTuple = (
     NaiveDateTime,
 );
 
-type RunTuple = (i64, NaiveDateTime, Option<NaiveDateTime>, i64, i64, i64);
+type RunTuple = (
+    i64,
+    NaiveDateTime,
+    Option<NaiveDateTime>,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+);
 
 /// Every checkpoint partition and the latest run, as stored.
 pub fn load_rows(
@@ -371,6 +391,9 @@ pub fn load_rows(
             ir::requests,
             ir::rate_limited_requests,
             ir::rows_written,
+            ir::conversations_changed,
+            ir::conversations_deleted,
+            ir::user_records_deleted,
         ))
         .order(ir::id.desc())
         .limit(1)
@@ -399,6 +422,9 @@ pub fn load_rows(
             requests: r.3,
             rate_limited: r.4,
             rows_written: r.5,
+            conversations_changed: r.6,
+            conversations_deleted: r.7,
+            user_records_deleted: r.8,
         })
         .collect();
     Ok((parts, runs))
@@ -570,6 +596,9 @@ mod tests {
                 requests: 10,
                 rate_limited: 0,
                 rows_written: 5,
+                conversations_changed: 0,
+                conversations_deleted: 0,
+                user_records_deleted: 0,
             },
             RunView {
                 id: 2,
@@ -578,6 +607,9 @@ mod tests {
                 requests: 3,
                 rate_limited: 1,
                 rows_written: 0,
+                conversations_changed: 4,
+                conversations_deleted: 2,
+                user_records_deleted: 1,
             },
         ];
         let r = StatusReport::from_rows(&rows, &runs, t("2026-03-05T01:00:00Z"));
@@ -602,6 +634,10 @@ mod tests {
         assert!(table.contains("HTTP 400: interval too long"), "{table}");
         assert!(table.contains("received 98 of totalHits 100"), "{table}");
         assert!(table.contains("Last run #2"), "{table}");
+        assert!(
+            table.contains("4 conversations changed, 2 deleted; 1 user records deleted"),
+            "{table}"
+        );
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["problems"][1]["total_hits"], 100);
     }

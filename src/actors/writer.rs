@@ -45,6 +45,8 @@ use actix::{Actor, Addr, Handler, Message, MessageResult, SyncArbiter, SyncConte
 use chrono::{DateTime, Utc};
 
 use crate::storage::checkpoint::{self, Dataset, NewPartition, PartitionRow};
+use crate::storage::upstream::record_run_changes;
+pub use crate::storage::upstream::RunChanges;
 use crate::storage::write::BatchWriter;
 pub use crate::storage::write::{
     ConversationRecord, PageRecords, PageWrite, PartitionCompletion, WriteCounters, WriterConfig,
@@ -222,6 +224,28 @@ pub struct WriterStatsSnapshot {
     pub reconnects: u64,
     pub transient_errors: u64,
     pub failed_pages: u64,
+    /// Re-fetched conversations whose content had changed (replaced with their children).
+    pub conversations_changed: u64,
+    /// Re-fetched conversations found unchanged (not rewritten).
+    pub conversations_unchanged: u64,
+    /// Conversations deleted because their verified block no longer holds them upstream.
+    pub conversations_deleted: u64,
+    /// Presence and routing-status records deleted the same way.
+    pub user_records_deleted: u64,
+    /// Completions refused because a page of their lease was not written.
+    pub refused_completions: u64,
+}
+
+impl WriterStatsSnapshot {
+    /// The upstream changes counted since `base` (e.g. the snapshot at the run's start).
+    pub fn changes_since(&self, base: &WriterStatsSnapshot) -> RunChanges {
+        let d = |a: u64, b: u64| a.saturating_sub(b) as i64;
+        RunChanges {
+            conversations_changed: d(self.conversations_changed, base.conversations_changed),
+            conversations_deleted: d(self.conversations_deleted, base.conversations_deleted),
+            user_records_deleted: d(self.user_records_deleted, base.user_records_deleted),
+        }
+    }
 }
 
 /// Internal: posted by the Writer to the end of its own mailbox when a batch starts; writes the
@@ -308,6 +332,8 @@ pub struct Writer {
     oldest: Option<Instant>,
     tick_pending: Arc<AtomicBool>,
     drain_pending: bool,
+    /// The counters when the current `ingest_runs` row was opened.
+    run_base: WriterStatsSnapshot,
 }
 
 impl Writer {
@@ -321,6 +347,7 @@ impl Writer {
             oldest: None,
             tick_pending: Arc::new(AtomicBool::new(false)),
             drain_pending: false,
+            run_base: WriterStatsSnapshot::default(),
         }
     }
 
@@ -365,6 +392,11 @@ impl Writer {
             reconnects: c.reconnects,
             transient_errors: c.transient_errors,
             failed_pages: c.failed_pages,
+            conversations_changed: c.conversations_changed,
+            conversations_unchanged: c.conversations_unchanged,
+            conversations_deleted: c.conversations_deleted,
+            user_records_deleted: c.user_records_deleted,
+            refused_completions: c.refused_completions,
         }
     }
 }
@@ -444,8 +476,20 @@ impl Handler<WriterStats> for Writer {
 }
 
 /// Checkpoint messages: flush first (so they apply after the pages sent before them), then
-/// run with retries.
+/// run with retries. `forget`: the message ends the partition's lease, so the Writer's ledger
+/// drops it.
 macro_rules! checkpoint_handler {
+    ($msg:ty, $ret:ty, forget, |$core:ident, $m:ident, $conn:ident, $now:ident| $body:expr) => {
+        impl Handler<$msg> for Writer {
+            type Result = Result<$ret, StorageError>;
+            fn handle(&mut self, $m: $msg, _: &mut Self::Context) -> Self::Result {
+                self.flush();
+                self.core.forget_partition($m.id);
+                let $core = &mut self.core;
+                $core.with_retry(|$conn, $now| $body)
+            }
+        }
+    };
     ($msg:ty, $ret:ty, |$core:ident, $m:ident, $conn:ident, $now:ident| $body:expr) => {
         impl Handler<$msg> for Writer {
             type Result = Result<$ret, StorageError>;
@@ -467,21 +511,34 @@ checkpoint_handler!(LoadPartitions, Vec<PartitionRow>, |core, m, c, _now| {
 checkpoint_handler!(ReclaimDeadLeases, usize, |core, m, c, now| {
     checkpoint::reclaim_dead_leases(c, &m.this_host, process_alive, now)
 });
-checkpoint_handler!(LeasePartition, Option<String>, |core, m, c, now| {
-    checkpoint::lease_partition(c, m.id, &m.owner, m.lease_for, now)
-});
+impl Handler<LeasePartition> for Writer {
+    type Result = Result<Option<String>, StorageError>;
+    fn handle(&mut self, m: LeasePartition, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        let token = self.core.with_retry(|c, now| {
+            checkpoint::lease_partition(c, m.id, &m.owner, m.lease_for, now)
+        })?;
+        if let Some(t) = &token {
+            self.core.leased(m.id, t);
+        }
+        Ok(token)
+    }
+}
 checkpoint_handler!(RenewLease, bool, |core, m, c, now| {
     checkpoint::renew_lease(c, m.id, &m.token, m.lease_for, now)
 });
-checkpoint_handler!(ReleasePartition, (), |core, m, c, now| {
+checkpoint_handler!(ReleasePartition, (), forget, |core, m, c, now| {
     checkpoint::release_partition(c, m.id, &m.token, now).map(|_| ())
 });
-checkpoint_handler!(FailPartition, (), |core, m, c, now| {
+checkpoint_handler!(FailPartition, (), forget, |core, m, c, now| {
     checkpoint::fail_partition(c, m.id, &m.token, &m.error, now).map(|_| ())
 });
-checkpoint_handler!(SplitPartition, Vec<PartitionRow>, |core, m, c, now| {
-    checkpoint::split_partition(c, m.id, &m.children, now)
-});
+checkpoint_handler!(
+    SplitPartition,
+    Vec<PartitionRow>,
+    forget,
+    |core, m, c, now| { checkpoint::split_partition(c, m.id, &m.children, now) }
+);
 checkpoint_handler!(ReopenPartitions, usize, |core, m, c, now| {
     checkpoint::reopen_partitions(c, m.dataset, m.from, m.to, now)
 });
@@ -490,12 +547,42 @@ checkpoint_handler!(
     Vec<(String, DateTime<Utc>)>,
     |core, m, c, _now| checkpoint::non_final_conversations(c, m.before)
 );
-checkpoint_handler!(StartRun, i64, |core, m, c, now| {
-    checkpoint::start_run(c, &m.command, m.range, now)
-});
-checkpoint_handler!(EndRun, (), |core, m, c, now| {
-    checkpoint::end_run(c, m.id, m.requests, m.rate_limited, m.rows_written, now)
-});
+impl Handler<StartRun> for Writer {
+    type Result = Result<i64, StorageError>;
+    fn handle(&mut self, m: StartRun, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        self.run_base = self.stats();
+        self.core
+            .with_retry(|c, now| checkpoint::start_run(c, &m.command, m.range, now))
+    }
+}
+
+/// Closes the row, with the upstream changes the Writer counted since [`StartRun`].
+impl Handler<EndRun> for Writer {
+    type Result = Result<(), StorageError>;
+    fn handle(&mut self, m: EndRun, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        let changes = self.stats().changes_since(&self.run_base);
+        self.core.with_retry(|c, now| {
+            checkpoint::end_run(c, m.id, m.requests, m.rate_limited, m.rows_written, now)?;
+            record_run_changes(c, m.id, changes)
+        })
+    }
+}
+
+/// The upstream changes counted since the last [`StartRun`] (for the run summary).
+#[derive(Debug, Clone, Copy)]
+pub struct RunChangesSoFar;
+impl Message for RunChangesSoFar {
+    type Result = RunChanges;
+}
+
+impl Handler<RunChangesSoFar> for Writer {
+    type Result = MessageResult<RunChangesSoFar>;
+    fn handle(&mut self, _: RunChangesSoFar, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.stats().changes_since(&self.run_base))
+    }
+}
 
 /// Connects once and runs the migrations (on a plain thread: the MySQL driver starts its own
 /// runtime), then starts the Writer with `config`'s settings, clock and hooks. Call inside a

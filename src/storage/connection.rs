@@ -201,6 +201,10 @@ pub enum StorageError {
     WriterGone,
     #[error("injected fault at {0}")]
     Injected(String),
+    /// A completion refused because a page sent under the same lease was not written: the
+    /// partition must be fetched again under a new lease (so it is transient).
+    #[error("partition {partition_id}: completion refused, a page of this lease was not written")]
+    IncompletePartition { partition_id: i64 },
 }
 
 impl StorageError {
@@ -211,7 +215,9 @@ impl StorageError {
             StorageError::Connect { transient, .. } | StorageError::Database { transient, .. } => {
                 *transient
             }
-            StorageError::Unavailable { .. } | StorageError::WriterGone => true,
+            StorageError::Unavailable { .. }
+            | StorageError::WriterGone
+            | StorageError::IncompletePartition { .. } => true,
             StorageError::Injected(_) => false,
             StorageError::InvalidUrl(_)
             | StorageError::Migration(_)

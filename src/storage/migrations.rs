@@ -33,6 +33,49 @@ pub fn run_migrations(conn: &mut Connection) -> Result<Vec<String>, StorageError
     })
 }
 
+/// Reverts the last `n` applied migrations, newest first (each one's `down.sql`); returns
+/// their versions. Data in the columns and tables they dropped is lost; the rest stays.
+pub fn revert_migrations(conn: &mut Connection, n: usize) -> Result<Vec<String>, StorageError> {
+    let mut reverted = Vec::new();
+    for _ in 0..n {
+        let r = match conn {
+            Connection::Mysql(c) => c
+                .revert_last_migration(MYSQL_MIGRATIONS)
+                .map(|v| v.to_string()),
+            Connection::Sqlite(c) => c
+                .revert_last_migration(SQLITE_MIGRATIONS)
+                .map(|v| v.to_string()),
+        };
+        reverted.push(r.map_err(|e| StorageError::Migration(e.to_string()))?);
+    }
+    Ok(reverted)
+}
+
+/// Options of `sluice migrate`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct MigrateArgs {
+    /// Revert the last N applied migrations (newest first) instead of applying pending ones,
+    /// e.g. before going back to an older Sluice.
+    #[arg(long, value_name = "N")]
+    pub revert: Option<usize>,
+}
+
+/// `sluice migrate [--revert N]`: applies pending migrations, or reverts the last `N`.
+pub fn migrate_cli(
+    url: &super::DatabaseUrl,
+    args: &MigrateArgs,
+) -> Result<Vec<String>, StorageError> {
+    match args.revert {
+        None => migrate(url),
+        Some(n) => {
+            let mut conn = super::connect(url)?;
+            let reverted = revert_migrations(&mut conn, n)?;
+            log::info!("{url}: reverted migrations {}", reverted.join(", "));
+            Ok(reverted)
+        }
+    }
+}
+
 /// `sluice migrate`: connects to `url` and applies pending migrations; logs what it did.
 pub fn migrate(url: &super::DatabaseUrl) -> Result<Vec<String>, StorageError> {
     let mut conn = super::connect(url)?;

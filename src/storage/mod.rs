@@ -11,12 +11,16 @@
 //! - a partition's completion is committed in the same transaction as its last rows, fenced by
 //!   its lease token ([`checkpoint`], [`write`]);
 //! - migrations are embedded in the binary and run at start ([`migrations`]).
+pub mod batch_writer;
 pub mod checkpoint;
 pub mod connection;
+pub mod digest;
+pub mod ledger;
 pub mod migrations;
 pub mod models;
 pub mod prepared;
 pub mod schema;
+pub mod upstream;
 pub mod wal;
 pub mod write;
 

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 use diesel::prelude::Insertable;
 
+use super::digest::{conversation_digest, user_record_digest};
 use super::schema::{
     conversations, participants, segments, session_metrics, sessions, user_presence,
     user_routing_status,
@@ -46,6 +47,11 @@ impl ConversationRecord {
         &self.received.conversation
     }
 
+    /// The digest of its raw JSON as received (see [`super::digest`]).
+    pub fn content_digest(&self) -> String {
+        conversation_digest(&self.received.raw_json)
+    }
+
     /// Rows this conversation becomes (conversation, participants, sessions, segments,
     /// metrics), before de-duplication.
     pub fn row_count(&self) -> usize {
@@ -78,6 +84,7 @@ pub struct NewConversation<'a> {
     pub raw_json: &'a str,
     pub first_ingested_at: NaiveDateTime,
     pub last_ingested_at: NaiveDateTime,
+    pub content_digest: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -162,6 +169,7 @@ pub struct NewPresence<'a> {
     pub system_presence: Option<&'a str>,
     pub organization_presence_id: Option<&'a str>,
     pub last_ingested_at: NaiveDateTime,
+    pub content_digest: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -172,6 +180,7 @@ pub struct NewRoutingStatus<'a> {
     pub end_time: Option<NaiveDateTime>,
     pub routing_status: Option<&'a str>,
     pub last_ingested_at: NaiveDateTime,
+    pub content_digest: Option<String>,
 }
 
 /// All rows of a set of conversations, ready for multi-row inserts.
@@ -222,6 +231,7 @@ impl<'a> ConversationRows<'a> {
             raw_json: rec.received.raw_json.as_str(),
             first_ingested_at: first_ingested_at.unwrap_or(now),
             last_ingested_at: now,
+            content_digest: Some(rec.content_digest()),
         });
 
         let (p0, s0, g0, m0) = (
@@ -375,13 +385,24 @@ impl<'a> UserRows<'a> {
         for u in users {
             let uid = u.user_id.as_str();
             for p in &u.primary_presence {
+                let (start_time, end_time) = (db_time(p.start_time), p.end_time.map(db_time));
+                let (system_presence, organization_presence_id) = (
+                    p.system_presence.as_deref(),
+                    p.organization_presence_id.as_deref(),
+                );
                 let row = NewPresence {
                     user_id: uid,
-                    start_time: db_time(p.start_time),
-                    end_time: p.end_time.map(db_time),
-                    system_presence: p.system_presence.as_deref(),
-                    organization_presence_id: p.organization_presence_id.as_deref(),
+                    start_time,
+                    end_time,
+                    system_presence,
+                    organization_presence_id,
                     last_ingested_at: now,
+                    content_digest: Some(user_record_digest(
+                        uid,
+                        start_time,
+                        end_time,
+                        &[system_presence, organization_presence_id],
+                    )),
                 };
                 let key = (uid, row.start_time);
                 match presence.get(&key) {
@@ -392,12 +413,20 @@ impl<'a> UserRows<'a> {
                 }
             }
             for r in &u.routing_status {
+                let (start_time, end_time) = (db_time(r.start_time), r.end_time.map(db_time));
+                let routing_status = r.routing_status.as_deref();
                 let row = NewRoutingStatus {
                     user_id: uid,
-                    start_time: db_time(r.start_time),
-                    end_time: r.end_time.map(db_time),
-                    routing_status: r.routing_status.as_deref(),
+                    start_time,
+                    end_time,
+                    routing_status,
                     last_ingested_at: now,
+                    content_digest: Some(user_record_digest(
+                        uid,
+                        start_time,
+                        end_time,
+                        &[routing_status],
+                    )),
                 };
                 let key = (uid, row.start_time);
                 match routing.get(&key) {

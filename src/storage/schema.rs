@@ -20,6 +20,8 @@ diesel::table! {
         raw_json -> Text,
         first_ingested_at -> Timestamp,
         last_ingested_at -> Timestamp,
+        /// xxh3-128 of `raw_json` (32 hex digits); NULL for rows written before it existed.
+        content_digest -> Nullable<Text>,
     }
 }
 
@@ -113,6 +115,8 @@ diesel::table! {
         system_presence -> Nullable<Text>,
         organization_presence_id -> Nullable<Text>,
         last_ingested_at -> Timestamp,
+        /// xxh3-128 of the record's fields (32 hex digits); NULL for older rows.
+        content_digest -> Nullable<Text>,
     }
 }
 
@@ -124,6 +128,8 @@ diesel::table! {
         end_time -> Nullable<Timestamp>,
         routing_status -> Nullable<Text>,
         last_ingested_at -> Timestamp,
+        /// xxh3-128 of the record's fields (32 hex digits); NULL for older rows.
+        content_digest -> Nullable<Text>,
     }
 }
 
@@ -160,6 +166,12 @@ diesel::table! {
         requests -> BigInt,
         rate_limited_requests -> BigInt,
         rows_written -> BigInt,
+        /// Re-fetched conversations whose content differed from the stored copy.
+        conversations_changed -> BigInt,
+        /// Stored conversations absent from their block's verified re-fetch (deleted upstream).
+        conversations_deleted -> BigInt,
+        /// Presence and routing-status records deleted the same way.
+        user_records_deleted -> BigInt,
     }
 }
 

@@ -1,17 +1,21 @@
 //! Batch writes: many pages of conversations or user statuses in one transaction.
 //!
-//! [`write_batch`] is the transaction: fence every page's lease, replace each conversation
-//! (delete its children and its row when it is already stored, keeping `first_ingested_at`,
-//! then multi-row inserts of fixed row counts ([`STATEMENT_ROWS`], prepared once per connection)), replace user status records by
-//! `(user_id, start_time)`, and finally record the completions of the partitions whose last
-//! page is in the batch. Either all of it commits or none of it.
+//! [`write_batch`] is the transaction: fence every page's lease, write each conversation,
+//! replace user status records by `(user_id, start_time)`, and finally record the completions
+//! of the partitions whose last page is in the batch — after deleting what a verified block
+//! no longer holds upstream ([`super::upstream`]). Either all of it commits or none of it.
 //!
-//! [`BatchWriter`] drives it with a connection it (re)opens itself: transient errors (lost
-//! link, server restart, deadlock) drop the connection, wait with exponential backoff and run
-//! the whole batch again — safe, because the batch replaces rather than appends, and a
-//! completion stays fenced by a token that completion does not clear. A permanent error is
-//! pinned on its page by retrying the pages one by one; that page's partition is marked
-//! `failed` with the message in `last_error`, and the other pages are written.
+//! A conversation already stored is compared by its content digest ([`super::digest`]):
+//! unchanged, only its `last_ingested_at` (and `is_final`) move, for the whole batch in one
+//! UPDATE; changed (or stored without a digest), its row and children are deleted and written
+//! again, keeping `first_ingested_at`. New rows go in multi-row inserts of fixed row counts
+//! ([`STATEMENT_ROWS`], prepared once per connection).
+//!
+//! Completion after all rows: the [`LeaseLedger`] refuses the completion of a lease any of
+//! whose pages was not written ([`StorageError::IncompletePartition`]).
+//!
+//! [`BatchWriter`] ([`super::batch_writer`]) drives it with a connection it (re)opens itself,
+//! retrying transient errors and pinning permanent ones on their page.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,16 +25,17 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use serde::Deserialize;
 
+pub use super::batch_writer::{BatchWriter, WriteCounters};
 pub use super::checkpoint::PartitionCompletion;
-use super::checkpoint::{complete_partition, fail_partition, fence_lease};
-use super::connection::{connect, Connection, DatabaseUrl, StorageError};
+use super::checkpoint::{complete_partition, fence_lease, get_partition, Dataset};
+use super::connection::{Connection, StorageError};
+use super::ledger::{LeaseLedger, ReceivedKeys};
 pub use super::models::ConversationRecord;
 use super::models::{db_time, ConversationRows, NewConversation, UserRows};
-use super::schema::{
-    conversations, participants, segments, session_metrics, sessions, user_presence,
-    user_routing_status,
+use super::schema::{conversations, user_presence, user_routing_status};
+use super::upstream::{
+    delete_absent_conversations, delete_absent_user_records, delete_conversations, UserRecordKind,
 };
-use super::wal::WalCheckpointer;
 use crate::clock::{SharedClock, SystemClock};
 use crate::dispatch;
 use crate::genesys::model::UserDetail;
@@ -78,8 +83,11 @@ pub struct PageWrite {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FaultPoint {
     /// After every row of the batch is written, before the completions; names the
-    /// partitions whose pages are in the batch.
-    BeforeCompletion { partitions: Vec<i64> },
+    /// partitions whose pages are in the batch, and their conversations.
+    BeforeCompletion {
+        partitions: Vec<i64>,
+        conversations: Vec<String>,
+    },
 }
 
 /// Called at each [`FaultPoint`]; an `Err` aborts the transaction as a database error would.
@@ -212,8 +220,17 @@ impl std::fmt::Debug for WriterConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
     pub rows_written: u64,
+    /// Conversations received (inserted, replaced or found unchanged).
     pub conversations_written: u64,
     pub completions: u64,
+    /// Stored conversations whose content digest differed: replaced with their children.
+    pub conversations_changed: u64,
+    /// Stored conversations with the same digest: not rewritten.
+    pub conversations_unchanged: u64,
+    /// Absent from a verified block's re-fetch: deleted with their children.
+    pub conversations_deleted: u64,
+    /// Presence and routing-status records deleted the same way.
+    pub user_records_deleted: u64,
 }
 
 /// Why a batch transaction did not commit.
@@ -292,12 +309,15 @@ macro_rules! insert_rows {
 }
 
 /// Writes `pages` in one transaction (see the module doc). On `Err` nothing was written.
+/// `ledger` holds the keys earlier pages of each lease wrote (a verified completion deletes
+/// what its block holds beyond them and this batch's pages).
 pub fn write_batch(
     conn: &mut Connection,
     pages: &[&PageWrite],
     now: DateTime<Utc>,
     limits: StatementLimits,
     fault: Option<&FaultHook>,
+    ledger: &LeaseLedger,
 ) -> Result<BatchOutcome, BatchError> {
     let db_now = db_time(now);
     conn.transaction(|conn| {
@@ -338,8 +358,11 @@ pub fn write_batch(
         }
         let mut outcome = BatchOutcome::default();
         if !order.is_empty() {
-            outcome.rows_written += replace_conversations(conn, &order, db_now, limits)? as u64;
+            let w = write_conversations(conn, &order, db_now, limits)?;
+            outcome.rows_written += w.rows as u64;
             outcome.conversations_written = order.len() as u64;
+            outcome.conversations_changed = w.changed;
+            outcome.conversations_unchanged = w.unchanged;
         }
         if !users.is_empty() {
             outcome.rows_written += replace_user_statuses(conn, &users, db_now, limits)? as u64;
@@ -350,11 +373,23 @@ pub fn write_batch(
             let mut partitions: Vec<i64> = pages.iter().map(|p| p.partition_id).collect();
             partitions.sort_unstable();
             partitions.dedup();
-            f(FaultPoint::BeforeCompletion { partitions })?;
+            let conversations = order
+                .iter()
+                .map(|r| r.conversation().conversation_id.clone())
+                .collect();
+            f(FaultPoint::BeforeCompletion {
+                partitions,
+                conversations,
+            })?;
         }
         let mut lost = Vec::new();
         for p in pages {
             if let (Some(done), true) = (&p.completion, p.partition_id > 0) {
+                if done.verified {
+                    let (c, u) = delete_deleted_upstream(conn, p, pages, ledger, db_now)?;
+                    outcome.conversations_deleted += c;
+                    outcome.user_records_deleted += u;
+                }
                 if complete_partition(conn, p.partition_id, &p.lease_token, done, now)? {
                     outcome.completions += 1;
                 } else {
@@ -369,64 +404,141 @@ pub fn write_batch(
     })
 }
 
-/// Deletes the stored versions of `recs` (children first) and inserts the new rows.
-/// Returns the number of rows inserted.
-fn replace_conversations(
+/// Deletes, at the verified completion `done_page`, what its block stores beyond the keys its
+/// lease wrote (earlier pages in `ledger`, this batch's `pages`): deleted upstream.
+/// Returns (conversations, user records) deleted.
+fn delete_deleted_upstream(
+    conn: &mut Connection,
+    done_page: &PageWrite,
+    pages: &[&PageWrite],
+    ledger: &LeaseLedger,
+    now: NaiveDateTime,
+) -> Result<(u64, u64), StorageError> {
+    let (id, token) = (done_page.partition_id, done_page.lease_token.as_str());
+    let Some(part) = get_partition(conn, id)? else {
+        return Err(StorageError::NoSuchPartition { partition_id: id });
+    };
+    let range = (part.range_start, part.range_end);
+    let since = ledger.since(done_page, now);
+    let empty = ReceivedKeys::default();
+    let earlier = ledger.entry(id, token).map_or(&empty, |e| &e.received);
+    let here = ReceivedKeys::of_pages(
+        pages
+            .iter()
+            .copied()
+            .filter(|p| p.partition_id == id && p.lease_token == token),
+    );
+    match part.dataset {
+        Dataset::Conversations => {
+            let n = delete_absent_conversations(conn, range, since, |c| {
+                earlier.has_conversation(c) || here.has_conversation(c)
+            })?;
+            Ok((n, 0))
+        }
+        Dataset::Users => {
+            let n = delete_absent_user_records(conn, range, since, |kind, u, t| match kind {
+                UserRecordKind::Presence => earlier.has_presence(u, t) || here.has_presence(u, t),
+                UserRecordKind::RoutingStatus => {
+                    earlier.has_routing_status(u, t) || here.has_routing_status(u, t)
+                }
+            })?;
+            Ok((0, n))
+        }
+    }
+}
+
+/// What [`write_conversations`] did.
+#[derive(Debug, Clone, Copy, Default)]
+struct ConversationsWritten {
+    rows: usize,
+    changed: u64,
+    unchanged: u64,
+}
+
+/// A stored conversation as the write path compares it.
+struct Stored {
+    first_ingested_at: NaiveDateTime,
+    content_digest: Option<String>,
+}
+
+/// Writes `recs`: new ones inserted, changed ones (or stored without a digest) replaced with
+/// their children, unchanged ones only touched (`last_ingested_at`, `is_final`) in bulk.
+fn write_conversations(
     conn: &mut Connection,
     recs: &[&ConversationRecord],
     now: NaiveDateTime,
     limits: StatementLimits,
-) -> Result<usize, StorageError> {
+) -> Result<ConversationsWritten, StorageError> {
     let t0 = Instant::now();
     let ids: Vec<&str> = recs
         .iter()
         .map(|r| r.conversation().conversation_id.as_str())
         .collect();
-    let mut first_ingested: HashMap<String, NaiveDateTime> = HashMap::new();
+    let mut stored: HashMap<String, Stored> = HashMap::new();
     for chunk in ids.chunks(IDS_PER_STATEMENT) {
-        let found: Vec<(String, NaiveDateTime)> = dispatch!(&mut *conn, |c| {
+        let found: Vec<(String, NaiveDateTime, Option<String>)> = dispatch!(&mut *conn, |c| {
             conversations::table
                 .filter(conversations::conversation_id.eq_any(chunk))
                 .select((
                     conversations::conversation_id,
                     conversations::first_ingested_at,
+                    conversations::content_digest,
                 ))
                 .load(c)
         })?;
-        first_ingested.extend(found);
+        stored.extend(found.into_iter().map(|(id, first, digest)| {
+            (
+                id,
+                Stored {
+                    first_ingested_at: first,
+                    content_digest: digest,
+                },
+            )
+        }));
+    }
+    let mut out = ConversationsWritten::default();
+    let mut fresh: Vec<&ConversationRecord> = Vec::with_capacity(recs.len());
+    let mut stale: Vec<&str> = Vec::new();
+    // Unchanged conversations by their new `is_final`.
+    let mut touch: [Vec<&str>; 2] = [Vec::new(), Vec::new()];
+    for (rec, id) in recs.iter().zip(&ids) {
+        match stored.get(*id) {
+            None => fresh.push(rec),
+            Some(s) => match &s.content_digest {
+                Some(d) if *d == rec.content_digest() => {
+                    out.unchanged += 1;
+                    touch[usize::from(rec.is_final)].push(id);
+                }
+                known => {
+                    out.changed += u64::from(known.is_some());
+                    stale.push(id);
+                    fresh.push(rec);
+                }
+            },
+        }
     }
     // Children exist only with their conversation row (both are written in one transaction),
     // so only conversations already stored need deleting.
-    let stored: Vec<&str> = ids
-        .iter()
-        .copied()
-        .filter(|id| first_ingested.contains_key(*id))
-        .collect();
-    for chunk in stored.chunks(IDS_PER_STATEMENT) {
-        dispatch!(&mut *conn, |c| {
-            diesel::delete(
-                session_metrics::table.filter(session_metrics::conversation_id.eq_any(chunk)),
+    delete_conversations(conn, &stale)?;
+    for (is_final, ids) in touch.iter().enumerate() {
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            dispatch!(&mut *conn, |c| diesel::update(
+                conversations::table.filter(conversations::conversation_id.eq_any(chunk))
             )
-            .execute(c)?;
-            diesel::delete(segments::table.filter(segments::conversation_id.eq_any(chunk)))
-                .execute(c)?;
-            diesel::delete(sessions::table.filter(sessions::conversation_id.eq_any(chunk)))
-                .execute(c)?;
-            diesel::delete(participants::table.filter(participants::conversation_id.eq_any(chunk)))
-                .execute(c)?;
-            diesel::delete(
-                conversations::table.filter(conversations::conversation_id.eq_any(chunk)),
-            )
-            .execute(c)
-        })?;
+            .set((
+                conversations::last_ingested_at.eq(now),
+                conversations::is_final.eq(is_final == 1),
+            ))
+            .execute(c))?;
+        }
     }
 
     let t_deleted = Instant::now();
     let mut rows = ConversationRows::default();
-    for rec in recs {
-        let first = first_ingested
+    for rec in &fresh {
+        let first = stored
             .get(rec.conversation().conversation_id.as_str())
-            .copied();
+            .map(|s| s.first_ingested_at);
         rows.push(rec, now, first);
     }
     // Conversations carry their raw JSON: cut statements by size as well as by count.
@@ -440,14 +552,16 @@ fn replace_conversations(
     insert_rows!(conn, segments, rows.segments, limits);
     insert_rows!(conn, session_metrics, rows.metrics, limits);
     log::debug!(
-        "{} conversations ({} stored before): lookup+delete {:?}, build+insert {} rows {:?}",
+        "{} conversations ({} replaced, {} unchanged): lookup+delete+touch {:?}, build+insert {} rows {:?}",
         recs.len(),
-        stored.len(),
+        stale.len(),
+        out.unchanged,
         t_deleted - t0,
         rows.len(),
         t_deleted.elapsed()
     );
-    Ok(rows.len())
+    out.rows = rows.len();
+    Ok(out)
 }
 
 /// Replaces presence and routing-status records by `(user_id, start_time)`.
@@ -486,215 +600,6 @@ fn replace_user_statuses(
     insert_rows!(conn, user_presence, rows.presence, limits);
     insert_rows!(conn, user_routing_status, rows.routing, limits);
     Ok(rows.len())
-}
-
-/// Counters of a [`BatchWriter`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriteCounters {
-    pub batches: u64,
-    pub rows_written: u64,
-    pub conversations_written: u64,
-    pub completions: u64,
-    pub last_batch_ms: u64,
-    pub reconnects: u64,
-    pub transient_errors: u64,
-    pub failed_pages: u64,
-}
-
-/// Owns the Writer's connection and runs batches and checkpoint operations with reconnects
-/// and retries. Plain struct: the actor is a thin shell around it, and tests drive it
-/// directly.
-pub struct BatchWriter {
-    url: DatabaseUrl,
-    conn: Option<Connection>,
-    /// SQLite only: checkpoints the WAL off the Writer's thread.
-    checkpointer: Option<WalCheckpointer>,
-    config: WriterConfig,
-    counters: WriteCounters,
-}
-
-impl BatchWriter {
-    /// Does not connect yet: the first operation does (and every one after a lost link).
-    pub fn new(url: DatabaseUrl, config: WriterConfig) -> Self {
-        BatchWriter {
-            url,
-            conn: None,
-            checkpointer: None,
-            config,
-            counters: WriteCounters::default(),
-        }
-    }
-
-    pub fn counters(&self) -> WriteCounters {
-        self.counters
-    }
-
-    pub fn config(&self) -> &WriterConfig {
-        &self.config
-    }
-
-    pub fn now(&self) -> DateTime<Utc> {
-        self.config.clock.now()
-    }
-
-    /// Drops the connection (the next operation reconnects).
-    pub fn disconnect(&mut self) {
-        self.conn = None;
-    }
-
-    fn connection(&mut self) -> Result<&mut Connection, StorageError> {
-        if self.conn.is_none() {
-            let c = connect(&self.url)?;
-            if self.counters.batches > 0 || self.counters.transient_errors > 0 {
-                self.counters.reconnects += 1;
-                log::info!("writer reconnected to {}", self.url);
-            }
-            self.conn = Some(c);
-            if let (DatabaseUrl::Sqlite(path), None) = (&self.url, &self.checkpointer) {
-                match WalCheckpointer::start(path) {
-                    Ok(cp) => self.checkpointer = cp,
-                    Err(e) => log::warn!(
-                        "no background WAL checkpoints ({e}); SQLite checkpoints in the Writer"
-                    ),
-                }
-            }
-        }
-        self.conn.as_mut().ok_or(StorageError::WriterGone)
-    }
-
-    /// Runs `op` on the connection, retrying transient errors (after dropping the connection
-    /// and waiting) up to the configured number of attempts.
-    pub fn with_retry<T>(
-        &mut self,
-        mut op: impl FnMut(&mut Connection, DateTime<Utc>) -> Result<T, StorageError>,
-    ) -> Result<T, StorageError> {
-        let mut attempt = 0;
-        loop {
-            let now = self.now();
-            let r = self.connection().and_then(|c| op(c, now));
-            match r {
-                Err(e) if e.is_transient() => {
-                    attempt += 1;
-                    if !self.retry_after(&e, attempt) {
-                        return Err(StorageError::Unavailable {
-                            attempts: attempt,
-                            last: e.to_string(),
-                        });
-                    }
-                }
-                r => return r,
-            }
-        }
-    }
-
-    /// Notes a transient error, drops the connection and sleeps; false when out of attempts.
-    fn retry_after(&mut self, e: &StorageError, attempt: u32) -> bool {
-        self.counters.transient_errors += 1;
-        self.conn = None;
-        if attempt > self.config.settings.retry_max_attempts {
-            log::error!("database still failing after {attempt} attempts: {e}");
-            return false;
-        }
-        let delay = self.config.settings.backoff(attempt);
-        log::warn!("transient database error (attempt {attempt}), retrying in {delay:?}: {e}");
-        (self.config.sleeper)(delay);
-        true
-    }
-
-    /// Writes `pages` as one batch; returns one result per page, in order. `Ok` means the
-    /// page's rows (and completion) are committed.
-    pub fn write_pages(&mut self, pages: &[&PageWrite]) -> Vec<Result<(), StorageError>> {
-        let mut results: Vec<Option<Result<(), StorageError>>> = vec![None; pages.len()];
-        let mut live: Vec<usize> = (0..pages.len()).collect();
-        let mut attempt = 0;
-        let limits = StatementLimits::from(&self.config.settings);
-        while !live.is_empty() {
-            let now = self.now();
-            let started = Instant::now();
-            let fault = self.config.fault.clone();
-            let batch: Vec<&PageWrite> = live.iter().map(|&i| pages[i]).collect();
-            let r = match self.connection() {
-                Ok(c) => write_batch(c, &batch, now, limits, fault.as_ref()),
-                Err(e) => Err(BatchError::Storage(e)),
-            };
-            match r {
-                Ok(outcome) => {
-                    if let Some(cp) = &self.checkpointer {
-                        cp.committed();
-                    }
-                    self.counters.batches += 1;
-                    self.counters.rows_written += outcome.rows_written;
-                    self.counters.conversations_written += outcome.conversations_written;
-                    self.counters.completions += outcome.completions;
-                    self.counters.last_batch_ms = started.elapsed().as_millis() as u64;
-                    for &i in &live {
-                        results[i] = Some(Ok(()));
-                    }
-                    live.clear();
-                }
-                Err(BatchError::LeaseLost(ids)) => {
-                    log::warn!("dropping pages of partitions {ids:?}: lease lost");
-                    live.retain(|&i| {
-                        let lost = ids.contains(&pages[i].partition_id);
-                        if lost {
-                            results[i] = Some(Err(StorageError::LeaseLost {
-                                partition_id: pages[i].partition_id,
-                            }));
-                        }
-                        !lost
-                    });
-                }
-                Err(BatchError::Storage(e)) if e.is_transient() => {
-                    attempt += 1;
-                    if !self.retry_after(&e, attempt) {
-                        for &i in &live {
-                            results[i] = Some(Err(StorageError::Unavailable {
-                                attempts: attempt,
-                                last: e.to_string(),
-                            }));
-                        }
-                        live.clear();
-                    }
-                }
-                Err(BatchError::Storage(e)) => {
-                    if live.len() > 1 {
-                        // Find the culprit: one transaction per page.
-                        log::warn!(
-                            "batch of {} pages failed ({e}); retrying page by page",
-                            live.len()
-                        );
-                        for &i in &live {
-                            let r = self.write_pages(&[pages[i]]);
-                            results[i] = r.into_iter().next();
-                        }
-                    } else {
-                        let i = live[0];
-                        self.fail_page(pages[i], &e);
-                        results[i] = Some(Err(e));
-                    }
-                    live.clear();
-                }
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(StorageError::WriterGone)))
-            .collect()
-    }
-
-    /// A page failed permanently: mark its partition `failed` with the message.
-    fn fail_page(&mut self, page: &PageWrite, e: &StorageError) {
-        self.counters.failed_pages += 1;
-        log::error!("partition {} failed: {e}", page.partition_id);
-        if page.partition_id <= 0 {
-            return;
-        }
-        let msg = e.to_string();
-        let (id, token) = (page.partition_id, page.lease_token.clone());
-        if let Err(e2) = self.with_retry(|c, now| fail_partition(c, id, &token, &msg, now)) {
-            log::error!("could not record the failure of partition {id}: {e2}");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -2,5 +2,6 @@
 mod storage_cli;
 mod storage_reports;
 mod storage_schema;
+mod storage_upstream;
 mod storage_writer;
 mod storage_writer_actor;

@@ -136,7 +136,12 @@ fn migrations_run_once_then_are_a_no_op() {
     for db in TestDb::both() {
         let mut c = db.connect_raw();
         let first = run_migrations(&mut c).unwrap();
-        assert_eq!(first.len(), 1, "{:?}", db.backend());
+        let dir = match db.backend() {
+            Backend::Mysql => "migrations/mysql",
+            Backend::Sqlite => "migrations/sqlite",
+        };
+        let on_disk = std::fs::read_dir(dir).unwrap().count();
+        assert_eq!(first.len(), on_disk, "{:?}", db.backend());
         let again = run_migrations(&mut c).unwrap();
         assert!(again.is_empty(), "{:?}: {again:?}", db.backend());
     }

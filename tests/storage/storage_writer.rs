@@ -395,7 +395,7 @@ fn a_permanent_error_fails_only_its_partition() {
         } else {
             // SQLite accepts any length: inject the failure for the batch holding `bad`.
             Some(Arc::new(move |p: FaultPoint| match p {
-                FaultPoint::BeforeCompletion { partitions } if partitions.contains(&bad) => {
+                FaultPoint::BeforeCompletion { partitions, .. } if partitions.contains(&bad) => {
                     Err(StorageError::Database {
                         message: "simulated constraint violation".into(),
                         transient: false,
@@ -523,7 +523,8 @@ fn inserts_are_prepared_once_per_connection() {
     };
     let write = |conn: &mut Connection, recs: &[ConversationRecord]| {
         let p = page(recs);
-        sluice::storage::write::write_batch(conn, &[&p], now, limits, None).unwrap()
+        sluice::storage::write::write_batch(conn, &[&p], now, limits, None, &Default::default())
+            .unwrap()
     };
     // Warm up: every statement size of every table.
     write(&mut conn, &recs[..700]);

@@ -1,0 +1,7 @@
+ALTER TABLE ingest_runs
+  DROP COLUMN user_records_deleted,
+  DROP COLUMN conversations_deleted,
+  DROP COLUMN conversations_changed;
+ALTER TABLE user_routing_status DROP COLUMN content_digest;
+ALTER TABLE user_presence DROP COLUMN content_digest;
+ALTER TABLE conversations DROP COLUMN content_digest;

@@ -1,0 +1,196 @@
+//! The Writer's ledger of partition leases in flight, keyed by (partition, lease token).
+//!
+//! Two guarantees rest on it:
+//! - **No completion without all its rows.** A lease any of whose pages was not written (the
+//!   database stayed down past the retry budget, a permanent error, a lost lease) is marked;
+//!   its completion is then refused with [`StorageError::IncompletePartition`], so the
+//!   partition is fetched again under a new lease instead of being marked done with rows
+//!   missing.
+//! - **Deletions only from a complete, verified fetch.** The keys of every page a lease wrote
+//!   are kept (as 128-bit hashes: 16 bytes a key, bounded by the partition's size), so the
+//!   transaction that completes a verified block can delete what is stored for the block but
+//!   was not received: what Genesys deleted upstream ([`super::upstream`]).
+//!
+//! An entry lives from the lease (or its first page) to its completion, or until the
+//! partition is leased again, released, failed or split.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDateTime;
+
+use super::connection::StorageError;
+use super::digest::key_hash;
+use super::models::db_time;
+use super::write::{PageRecords, PageWrite};
+
+/// Hashes of the keys a lease's pages carried.
+#[derive(Debug, Default, Clone)]
+pub struct ReceivedKeys {
+    conversations: HashSet<u128>,
+    presence: HashSet<(u128, NaiveDateTime)>,
+    routing: HashSet<(u128, NaiveDateTime)>,
+}
+
+impl ReceivedKeys {
+    /// The keys of `pages`.
+    pub fn of_pages<'a>(pages: impl IntoIterator<Item = &'a PageWrite>) -> Self {
+        let mut k = ReceivedKeys::default();
+        for p in pages {
+            k.add(&p.page);
+        }
+        k
+    }
+
+    pub fn add(&mut self, page: &PageRecords) {
+        match page {
+            PageRecords::Conversations(v) => self.conversations.extend(
+                v.iter()
+                    .map(|c| key_hash(&c.conversation().conversation_id)),
+            ),
+            PageRecords::Users(v) => {
+                for u in v {
+                    let user = key_hash(&u.user_id);
+                    self.presence.extend(
+                        u.primary_presence
+                            .iter()
+                            .map(|p| (user, db_time(p.start_time))),
+                    );
+                    self.routing.extend(
+                        u.routing_status
+                            .iter()
+                            .map(|r| (user, db_time(r.start_time))),
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn has_conversation(&self, id: &str) -> bool {
+        self.conversations.contains(&key_hash(id))
+    }
+
+    pub fn has_presence(&self, user_id: &str, start: NaiveDateTime) -> bool {
+        self.presence.contains(&(key_hash(user_id), start))
+    }
+
+    pub fn has_routing_status(&self, user_id: &str, start: NaiveDateTime) -> bool {
+        self.routing.contains(&(key_hash(user_id), start))
+    }
+
+    pub fn len(&self) -> usize {
+        self.conversations.len() + self.presence.len() + self.routing.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the Writer knows of one lease.
+#[derive(Debug, Clone)]
+pub struct LeaseEntry {
+    /// When the lease was taken (or its first page arrived, when it was taken elsewhere):
+    /// rows ingested after it by other partitions' fetches are never deleted by this one.
+    pub since: NaiveDateTime,
+    /// Keys of the pages committed under the lease.
+    pub received: ReceivedKeys,
+    /// A page of the lease was not written: its completion is refused.
+    pub incomplete: bool,
+}
+
+/// The ledger (see the module doc).
+#[derive(Debug, Default)]
+pub struct LeaseLedger {
+    leases: HashMap<(i64, String), LeaseEntry>,
+}
+
+impl LeaseLedger {
+    /// Partition `id` was leased with `token` at `at`: older leases of it are dead.
+    pub fn leased(&mut self, id: i64, token: &str, at: NaiveDateTime) {
+        self.forget_partition(id);
+        self.leases.insert(
+            (id, token.to_owned()),
+            LeaseEntry {
+                since: at,
+                received: ReceivedKeys::default(),
+                incomplete: false,
+            },
+        );
+    }
+
+    /// Drops every lease of partition `id` (released, failed, split, leased again).
+    pub fn forget_partition(&mut self, id: i64) {
+        self.leases.retain(|(p, _), _| *p != id);
+    }
+
+    pub fn entry(&self, id: i64, token: &str) -> Option<&LeaseEntry> {
+        self.leases.get(&(id, token.to_owned()))
+    }
+
+    /// The error a page must be answered with before any writing: a completion of a lease
+    /// that lost a page.
+    pub fn refusal(&self, page: &PageWrite) -> Option<StorageError> {
+        let refused = page.completion.is_some()
+            && page.partition_id > 0
+            && self
+                .entry(page.partition_id, &page.lease_token)
+                .is_some_and(|e| e.incomplete);
+        refused.then_some(StorageError::IncompletePartition {
+            partition_id: page.partition_id,
+        })
+    }
+
+    /// When the lease of `page` began (its first page at `now` if the ledger has not seen it).
+    pub fn since(&self, page: &PageWrite, now: NaiveDateTime) -> NaiveDateTime {
+        self.entry(page.partition_id, &page.lease_token)
+            .map_or(now, |e| e.since)
+    }
+
+    /// `page` was committed at `now`: keep its keys, or forget the lease when the page
+    /// completed it.
+    pub fn committed(&mut self, page: &PageWrite, now: NaiveDateTime) {
+        if page.partition_id <= 0 {
+            return;
+        }
+        let key = (page.partition_id, page.lease_token.clone());
+        if page.completion.is_some() {
+            self.leases.remove(&key);
+            return;
+        }
+        self.leases
+            .entry(key)
+            .or_insert_with(|| LeaseEntry {
+                since: now,
+                received: ReceivedKeys::default(),
+                incomplete: false,
+            })
+            .received
+            .add(&page.page);
+    }
+
+    /// `page` was not written: its lease can no longer complete (its keys are dropped).
+    pub fn not_written(&mut self, page: &PageWrite, now: NaiveDateTime) {
+        if page.partition_id <= 0 {
+            return;
+        }
+        let e = self
+            .leases
+            .entry((page.partition_id, page.lease_token.clone()))
+            .or_insert_with(|| LeaseEntry {
+                since: now,
+                received: ReceivedKeys::default(),
+                incomplete: true,
+            });
+        e.incomplete = true;
+        e.received = ReceivedKeys::default();
+    }
+
+    /// Leases tracked (for tests and stats).
+    pub fn len(&self) -> usize {
+        self.leases.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty()
+    }
+}
