@@ -89,8 +89,9 @@ impl ReceivedKeys {
 /// What the Writer knows of one lease.
 #[derive(Debug, Clone)]
 pub struct LeaseEntry {
-    /// When the lease was taken (or its first page arrived, when it was taken elsewhere):
-    /// rows ingested after it by other partitions' fetches are never deleted by this one.
+    /// When the lease was taken (or its first page committed, when it was taken elsewhere):
+    /// only rows last ingested before it can be deleted by this lease's completion, so rows
+    /// another partition's fetch stored meanwhile are never.
     pub since: NaiveDateTime,
     /// Keys of the pages committed under the lease.
     pub received: ReceivedKeys,

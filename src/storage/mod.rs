@@ -10,6 +10,10 @@
 //!   ([`write`]), so the tables never hold duplicates or stale children;
 //! - a partition's completion is committed in the same transaction as its last rows, fenced by
 //!   its lease token ([`checkpoint`], [`write`]);
+//! - a partition is never completed when a page of its lease was not written ([`ledger`]);
+//! - a re-fetched conversation whose content digest is unchanged is not rewritten, and what a
+//!   block's verified re-fetch no longer holds was deleted upstream and is deleted here, in the
+//!   completing transaction ([`digest`], [`upstream`]);
 //! - migrations are embedded in the binary and run at start ([`migrations`]).
 pub mod batch_writer;
 pub mod checkpoint;

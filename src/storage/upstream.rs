@@ -46,7 +46,7 @@ pub fn delete_conversations(conn: &mut Connection, ids: &[&str]) -> Result<(), S
     Ok(())
 }
 
-/// Deletes the conversations that started in `[from, to)`, were last ingested at or before
+/// Deletes the conversations that started in `[from, to)`, were last ingested before
 /// `since`, and are not `received`; returns how many.
 pub fn delete_absent_conversations(
     conn: &mut Connection,
@@ -57,7 +57,7 @@ pub fn delete_absent_conversations(
     let stored: Vec<String> = dispatch!(&mut *conn, |c| conversations::table
         .filter(conversations::conversation_start.ge(db_time(from)))
         .filter(conversations::conversation_start.lt(db_time(to)))
-        .filter(conversations::last_ingested_at.le(since))
+        .filter(conversations::last_ingested_at.lt(since))
         .select(conversations::conversation_id)
         .load(c))?;
     let gone: Vec<&str> = stored
@@ -83,7 +83,7 @@ pub enum UserRecordKind {
 }
 
 /// Deletes the presence and routing-status records that started in `[from, to)`, were last
-/// ingested at or before `since`, and are not `received`; returns how many.
+/// ingested before `since`, and are not `received`; returns how many.
 pub fn delete_absent_user_records(
     conn: &mut Connection,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
@@ -94,14 +94,14 @@ pub fn delete_absent_user_records(
     let presence: Vec<(String, NaiveDateTime)> = dispatch!(&mut *conn, |c| user_presence::table
         .filter(user_presence::start_time.ge(from))
         .filter(user_presence::start_time.lt(to))
-        .filter(user_presence::last_ingested_at.le(since))
+        .filter(user_presence::last_ingested_at.lt(since))
         .select((user_presence::user_id, user_presence::start_time))
         .load(c))?;
     let routing: Vec<(String, NaiveDateTime)> =
         dispatch!(&mut *conn, |c| user_routing_status::table
             .filter(user_routing_status::start_time.ge(from))
             .filter(user_routing_status::start_time.lt(to))
-            .filter(user_routing_status::last_ingested_at.le(since))
+            .filter(user_routing_status::last_ingested_at.lt(since))
             .select((
                 user_routing_status::user_id,
                 user_routing_status::start_time

@@ -293,3 +293,13 @@ impl TestDb {
         })
     }
 }
+
+/// The stored conversation ids, sorted.
+pub fn conversation_ids(conn: &mut Connection) -> Vec<String> {
+    let mut v: Vec<String> = dump(conn, "conversations", &[])
+        .into_iter()
+        .map(|l| l.split('|').next().unwrap_or_default().to_owned())
+        .collect();
+    v.sort();
+    v
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::convs::{self, expected_rows};
-use common::db::{conversation_counts, dump, TestDb};
+use common::db::{conversation_counts, conversation_ids, TestDb};
 use sluice::clock::{Clock, ManualClock};
 use sluice::storage::checkpoint::{self, Dataset, NewPartition, PartitionStatus};
 use sluice::storage::models::ConversationRecord;
@@ -91,15 +91,6 @@ fn block(id: i64, token: &str, recs: &[ConversationRecord]) -> Vec<PageWrite> {
     pages
 }
 
-fn ids(conn: &mut Connection) -> Vec<String> {
-    let mut v: Vec<String> = dump(conn, "conversations", &[])
-        .into_iter()
-        .map(|l| l.split('|').next().unwrap_or_default().to_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 /// After the retry: the partition is done and the tables hold exactly the truth.
 fn assert_truth(conn: &mut Connection, id: i64, recs: &[ConversationRecord], backend: Backend) {
     let p = checkpoint::get_partition(conn, id).unwrap().unwrap();
@@ -114,7 +105,7 @@ fn assert_truth(conn: &mut Connection, id: i64, recs: &[ConversationRecord], bac
         .map(|r| r.received.conversation.conversation_id.clone())
         .collect();
     want.sort();
-    assert_eq!(ids(conn), want);
+    assert_eq!(conversation_ids(conn), want);
 }
 
 #[test]
@@ -161,7 +152,11 @@ fn an_outage_longer_than_the_retry_budget_mid_partition_never_completes_it() {
         let p = checkpoint::get_partition(&mut conn, id).unwrap().unwrap();
         assert_eq!(p.status, PartitionStatus::Running, "{:?}", db.backend());
         assert_eq!(p.received, None);
-        assert_eq!(ids(&mut conn).len(), 200, "page 2's rows are missing");
+        assert_eq!(
+            conversation_ids(&mut conn).len(),
+            200,
+            "page 2's rows are missing"
+        );
         assert_eq!(w.counters().refused_completions, 1);
 
         // The fetcher gives it back and fetches it again under a new lease.
@@ -219,7 +214,7 @@ fn a_page_that_fails_for_good_refuses_the_completion_batched_behind_it() {
         );
         let p = checkpoint::get_partition(&mut conn, id).unwrap().unwrap();
         assert_eq!(p.status, PartitionStatus::Failed, "{:?}", db.backend());
-        assert_eq!(ids(&mut conn).len(), 200);
+        assert_eq!(conversation_ids(&mut conn).len(), 200);
 
         // Retried (a failed partition is leasable again) with the data fixed upstream.
         let (_, token) = lease(&mut conn, Some(id), clock.now());

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::convs::{self, expected_rows};
-use common::db::{conversation_counts, count, dump, TestDb};
+use common::db::{conversation_counts, conversation_ids, count, dump, TestDb};
 use serde_json::Value;
 use sluice::clock::{Clock, ManualClock};
 use sluice::genesys::model::UserDetail;
@@ -120,15 +120,6 @@ fn fetch_block(
         out.extend(w.write_pages(&[p]));
     }
     out
-}
-
-fn ids(conn: &mut Connection) -> Vec<String> {
-    let mut v = dump(conn, "conversations", &[])
-        .into_iter()
-        .map(|l| l.split('|').next().unwrap_or_default().to_owned())
-        .collect::<Vec<_>>();
-    v.sort();
-    v
 }
 
 /// The first session metric of a conversation's JSON.
@@ -324,7 +315,7 @@ fn a_verified_refetch_deletes_what_upstream_deleted_and_an_unverified_one_nothin
         assert_eq!(conversation_counts(&mut conn), expected_rows(&truth));
         let mut want: Vec<String> = truth.iter().map(id_of).collect();
         want.sort();
-        assert_eq!(ids(&mut conn), want);
+        assert_eq!(conversation_ids(&mut conn), want);
     }
 }
 
@@ -470,5 +461,35 @@ fn a_database_of_the_previous_schema_upgrades_in_place_and_back() {
         w.write_pages(&[&page(0, "", &recs)])[0].clone().unwrap();
         assert_eq!(w.counters().conversations_unchanged, 300);
         assert_eq!(conversation_counts(&mut conn), expected_rows(&recs));
+    }
+}
+
+#[test]
+fn rows_another_fetch_stored_after_the_lease_began_are_never_deleted() {
+    let recs = day_of_conversations();
+    let (old, late) = (&recs[..100], &recs[100..110]);
+    for db in TestDb::both() {
+        let mut conn = db.connect();
+        let clock = ManualClock::new(t0() + Duration::days(3));
+        let mut w = BatchWriter::new(db.url.clone(), config(&clock));
+        // Stored long ago; 5 of them are gone upstream since.
+        w.write_pages(&[&page(0, "", old)])[0].clone().unwrap();
+        clock.advance(Duration::days(1));
+        // The block is leased through the Writer (as the engine does) ...
+        let (id, token) = lease(&mut conn, Dataset::Conversations, clock.now());
+        w.leased(id, &token);
+        // ... then another fetch (a neighbouring block, a re-fetch by id) stores conversations
+        // of this block's range that this fetch will not see (data that landed late).
+        clock.advance(Duration::minutes(1));
+        w.write_pages(&[&page(0, "", late)])[0].clone().unwrap();
+        clock.advance(Duration::minutes(1));
+        for r in fetch_block(&mut w, id, &token, &old[5..], true) {
+            r.unwrap();
+        }
+        assert_eq!(w.counters().conversations_deleted, 5, "{:?}", db.backend());
+        let mut want: Vec<String> = old[5..].iter().chain(late).map(id_of).collect();
+        want.sort();
+        assert_eq!(conversation_ids(&mut conn), want);
+        assert!(w.ledger().is_empty(), "the completed lease is forgotten");
     }
 }
