@@ -307,6 +307,9 @@ fn ms(t: NaiveDateTime) -> i64 {
     utc(t).timestamp_millis()
 }
 
+/// Conversations whose children are read (and digested) per query.
+const DIGEST_CHUNK: usize = 500;
+
 type SessionRow = (String, String, String, Option<String>, Option<String>);
 type PresenceRow = (
     String,
@@ -356,86 +359,83 @@ pub fn load_stored_digests(
             (id, c)
         })
         .collect();
-    let ids = || {
-        conversations::table
-            .filter(conversations::conversation_start.ge(a))
-            .filter(conversations::conversation_start.lt(b))
-            .select(conversations::conversation_id)
-    };
-    let parts: Vec<(String, String, Option<String>, Option<String>)> =
-        crate::dispatch!(&mut conn, |c| participants::table
-            .filter(participants::conversation_id.eq_any(ids()))
+    let mut out = ContentDigests::default();
+    // Children a chunk of conversations at a time, so memory stays bounded on big copies.
+    let ids: Vec<String> = content.keys().cloned().collect();
+    for chunk in ids.chunks(DIGEST_CHUNK) {
+        let parts: Vec<(String, String, Option<String>, Option<String>)> =
+            crate::dispatch!(&mut conn, |c| participants::table
+                .filter(participants::conversation_id.eq_any(chunk))
+                .select((
+                    participants::conversation_id,
+                    participants::participant_id,
+                    participants::purpose,
+                    participants::user_id,
+                ))
+                .load(c))?;
+        for (cid, pid, purpose, user) in parts {
+            if let Some(c) = content.get_mut(&cid) {
+                c.participants.insert(pid, (purpose, user));
+            }
+        }
+        let sess: Vec<SessionRow> = crate::dispatch!(&mut conn, |c| sessions::table
+            .filter(sessions::conversation_id.eq_any(chunk))
             .select((
-                participants::conversation_id,
-                participants::participant_id,
-                participants::purpose,
-                participants::user_id,
+                sessions::conversation_id,
+                sessions::session_id,
+                sessions::participant_id,
+                sessions::media_type,
+                sessions::direction,
             ))
             .load(c))?;
-    for (cid, pid, purpose, user) in parts {
-        if let Some(c) = content.get_mut(&cid) {
-            c.participants.insert(pid, (purpose, user));
+        for (cid, sid, pid, media, direction) in sess {
+            if let Some(c) = content.get_mut(&cid) {
+                c.sessions.insert(sid, (pid, media, direction));
+            }
         }
-    }
-    let sess: Vec<SessionRow> = crate::dispatch!(&mut conn, |c| sessions::table
-        .filter(sessions::conversation_id.eq_any(ids()))
-        .select((
-            sessions::conversation_id,
-            sessions::session_id,
-            sessions::participant_id,
-            sessions::media_type,
-            sessions::direction,
-        ))
-        .load(c))?;
-    for (cid, sid, pid, media, direction) in sess {
-        if let Some(c) = content.get_mut(&cid) {
-            c.sessions.insert(sid, (pid, media, direction));
-        }
-    }
-    let segs: Vec<SegmentRow> = crate::dispatch!(&mut conn, |c| segments::table
-        .filter(segments::conversation_id.eq_any(ids()))
-        .select((
-            segments::conversation_id,
-            segments::session_id,
-            segments::segment_start,
-            segments::segment_type,
-            segments::segment_end,
-            segments::queue_id,
-            segments::wrap_up_code,
-            segments::disconnect_type,
-        ))
-        .load(c))?;
-    for (cid, sid, start, kind, end, queue, wrap_up, disconnect) in segs {
-        if let Some(c) = content.get_mut(&cid) {
-            c.segments.insert(
-                (sid, ms(start), kind),
-                (end.map(ms), queue, wrap_up, disconnect),
-            );
-        }
-    }
-    let mets: Vec<(String, String, String, NaiveDateTime, i64)> =
-        crate::dispatch!(&mut conn, |c| session_metrics::table
-            .filter(session_metrics::conversation_id.eq_any(ids()))
+        let segs: Vec<SegmentRow> = crate::dispatch!(&mut conn, |c| segments::table
+            .filter(segments::conversation_id.eq_any(chunk))
             .select((
-                session_metrics::conversation_id,
-                session_metrics::session_id,
-                session_metrics::name,
-                session_metrics::emit_date,
-                session_metrics::value,
+                segments::conversation_id,
+                segments::session_id,
+                segments::segment_start,
+                segments::segment_type,
+                segments::segment_end,
+                segments::queue_id,
+                segments::wrap_up_code,
+                segments::disconnect_type,
             ))
             .load(c))?;
-    for (cid, sid, name, emit, value) in mets {
-        if let Some(c) = content.get_mut(&cid) {
-            c.metrics.insert((sid, name, ms(emit)), value);
+        for (cid, sid, start, kind, end, queue, wrap_up, disconnect) in segs {
+            if let Some(c) = content.get_mut(&cid) {
+                c.segments.insert(
+                    (sid, ms(start), kind),
+                    (end.map(ms), queue, wrap_up, disconnect),
+                );
+            }
+        }
+        let mets: Vec<(String, String, String, NaiveDateTime, i64)> =
+            crate::dispatch!(&mut conn, |c| session_metrics::table
+                .filter(session_metrics::conversation_id.eq_any(chunk))
+                .select((
+                    session_metrics::conversation_id,
+                    session_metrics::session_id,
+                    session_metrics::name,
+                    session_metrics::emit_date,
+                    session_metrics::value,
+                ))
+                .load(c))?;
+        for (cid, sid, name, emit, value) in mets {
+            if let Some(c) = content.get_mut(&cid) {
+                c.metrics.insert((sid, name, ms(emit)), value);
+            }
+        }
+        for id in chunk {
+            if let Some(c) = content.remove(id) {
+                out.conversations.insert(id.clone(), c.digest());
+            }
         }
     }
-    let mut out = ContentDigests {
-        conversations: content
-            .into_iter()
-            .map(|(id, c)| (id, c.digest()))
-            .collect(),
-        ..Default::default()
-    };
     let presence: Vec<PresenceRow> = crate::dispatch!(&mut conn, |c| user_presence::table
         .filter(user_presence::start_time.lt(b))
         .select((
