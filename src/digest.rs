@@ -231,8 +231,9 @@ impl Encoder {
 pub struct ContentDigests {
     pub conversations: BTreeMap<String, String>,
     pub user_records: BTreeMap<String, String>,
-    /// Conversations still in progress in the truth: a stored copy may be an older view of
-    /// them, so only their presence is compared.
+    /// Records (conversation ids, user record keys) still changing in the truth: conversations
+    /// in progress, user records still open at the jobs' data-availability date. A stored copy
+    /// may be an older view of them, so only their presence is compared.
     #[serde(default)]
     pub in_progress: BTreeSet<String>,
 }
@@ -295,7 +296,7 @@ pub fn compare_digests(truth: &ContentDigests, copy: &ContentDigests) -> (Digest
             &copy.conversations,
             &truth.in_progress,
         ),
-        diff_maps(&truth.user_records, &copy.user_records, &BTreeSet::new()),
+        diff_maps(&truth.user_records, &copy.user_records, &truth.in_progress),
     )
 }
 

@@ -1299,7 +1299,22 @@ async fn sim_expected_digests(
             out.conversations.insert(v.conversation_id, digest);
         });
     }
+    // A user record still open when jobs last saw the data (their dataAvailabilityDate) may be
+    // stored in that older version until it is fetched again: only its presence is compared.
+    let available = st.availability(now);
     for u in st.dataset.user_details(iv, now) {
+        let open = u
+            .primary_presence
+            .iter()
+            .filter(|p| p.end_time.is_none_or(|e| e > available))
+            .map(|p| crate::digest::presence_key(&u.user_id, p.start_time))
+            .chain(
+                u.routing_status
+                    .iter()
+                    .filter(|r| r.end_time.is_none_or(|e| e > available))
+                    .map(|r| crate::digest::routing_key(&u.user_id, r.start_time)),
+            );
+        out.in_progress.extend(open);
         out.user_records
             .extend(crate::digest::user_record_digests(&u));
     }
