@@ -4,8 +4,10 @@
 //! what was stored against the simulator's ground truth (`/__sim/expected`) and prints a short
 //! report: per-day counts, requests, 429s and the share of the rate budget used.
 //!
-//! [`StoredSnapshot`] and [`compare`] are the ground-truth check; the end-to-end tests use them
-//! too (next to their own raw SQL checks).
+//! [`StoredSnapshot`] and [`compare`] are the ground-truth check by ids, counts and finality;
+//! then every conversation and user record is compared by content ([`crate::digest`], the
+//! truth from `/__sim/expected/digests`). Only when both agree does the demo say every record
+//! matches; otherwise it exits 3. The end-to-end tests use the same functions.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path as FsPath, PathBuf};
@@ -21,6 +23,7 @@ use serde::Deserialize;
 use crate::actors::coordinator::RunKind;
 use crate::clock::ManualClock;
 use crate::config::Config;
+use crate::digest::{compare_digests, load_stored_digests, DigestDiff};
 use crate::engine::{self, EngineOptions, EXIT_CONFIG, EXIT_FAILURE, EXIT_INCOMPLETE, EXIT_OK};
 use crate::genesys::model::{parse_instant, Interval};
 use crate::partition::day_start;
@@ -113,6 +116,28 @@ pub struct Expected {
 /// Reads the simulator's ground truth for `interval`.
 pub async fn fetch_expected(base_url: &str, interval: Interval) -> Result<Expected, String> {
     let url = format!("{base_url}/__sim/expected?interval={interval}");
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .finish();
+    let mut resp = client
+        .get(url.as_str())
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let body = resp
+        .body()
+        .limit(512 * 1024 * 1024)
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    serde_json::from_slice(&body).map_err(|e| format!("GET {url}: {e}"))
+}
+
+/// Reads the simulator's content digests for `interval` (`/__sim/expected/digests`).
+pub async fn fetch_expected_digests(
+    base_url: &str,
+    interval: Interval,
+) -> Result<crate::digest::ContentDigests, String> {
+    let url = format!("{base_url}/__sim/expected/digests?interval={interval}");
     let client = awc::Client::builder()
         .timeout(std::time::Duration::from_secs(60))
         .finish();
@@ -391,6 +416,10 @@ pub fn compare(expected: &Expected, stored: &StoredSnapshot, check_users: bool) 
 pub struct DemoReport {
     pub interval: Interval,
     pub comparison: Comparison,
+    /// Content digests, truth against the database: (conversations, user records).
+    pub content: (DigestDiff, DigestDiff),
+    /// Records whose digests were compared: (conversations, user records).
+    pub content_compared: (usize, usize),
     pub run: crate::actors::coordinator::RunReport,
     pub requests: i64,
     pub rate_limited: i64,
@@ -424,7 +453,12 @@ impl DemoReport {
     }
 
     pub fn ok(&self) -> bool {
-        self.comparison.matches() && self.run.complete()
+        self.comparison.matches() && self.content_matches() && self.run.complete()
+    }
+
+    /// Every conversation and user record has the truth's content digest.
+    pub fn content_matches(&self) -> bool {
+        self.content.0.is_empty() && self.content.1.is_empty()
     }
 
     pub fn text(&self) -> String {
@@ -463,6 +497,12 @@ impl DemoReport {
             }
         ));
         s.push_str(&format!(
+            "  content: {} conversations and {} user records compared by digest (participants, sessions, segments, metrics): {}\n",
+            self.content_compared.0,
+            self.content_compared.1,
+            if self.content_matches() { "all match" } else { "DIFFER" }
+        ));
+        s.push_str(&format!(
             "  partitions: {} verified, {} unverified, {} failed, {} split; {} async jobs\n",
             self.run.summary.done,
             self.run.summary.unverified.len(),
@@ -489,8 +529,20 @@ impl DemoReport {
         if !self.comparison.matches() {
             s.push_str(&format!("\n  MISMATCH: {}\n", self.comparison.problems()));
         }
+        if !self.content.0.is_empty() {
+            s.push_str(&format!(
+                "\n  CONTENT MISMATCH (conversations): {}\n",
+                self.content.0.summary()
+            ));
+        }
+        if !self.content.1.is_empty() {
+            s.push_str(&format!(
+                "\n  CONTENT MISMATCH (user records): {}\n",
+                self.content.1.summary()
+            ));
+        }
         s.push_str(if self.ok() {
-            "\n  result: OK — every record arrived exactly once and matches the simulator's truth\n"
+            "\n  result: OK — every record arrived exactly once and its content matches the simulator's truth\n"
         } else {
             "\n  result: FAILED\n"
         });
@@ -579,14 +631,20 @@ pub async fn run_demo(args: &DemoArgs, progress: ProgressMode) -> Result<DemoRep
     let expected = fetch_expected(&sim.base_url(), interval)
         .await
         .map_err(DemoError::Truth)?;
+    let truth = fetch_expected_digests(&sim.base_url(), interval)
+        .await
+        .map_err(DemoError::Truth)?;
     let url = DatabaseUrl::sqlite(&args.db);
     let stored = StoredSnapshot::load(&url, interval)?;
     let comparison = compare(&expected, &stored, true);
+    let content = compare_digests(&truth, &load_stored_digests(&url, interval)?);
     let stats = sim.stats();
     let num = |p: &str| stats.pointer(p).and_then(|v| v.as_i64()).unwrap_or(0);
     let report = DemoReport {
         interval,
         comparison,
+        content,
+        content_compared: (truth.conversations.len(), truth.user_records.len()),
         run,
         requests: num("/requests/total"),
         rate_limited: num("/rateLimited/total"),

@@ -886,7 +886,8 @@ impl Handler<Shutdown> for Coordinator {
                 let token = act.leases.remove(&w.id).map(|(_, t)| t).unwrap_or_default();
                 act.on_outcome(ctx, w, token, Outcome::Released);
             }
-            act.pending_ops = 0;
+            // Replies still in flight (writer sends, a planning round) count themselves down
+            // when they arrive; zeroing `pending_ops` here would underflow it then.
             act.check_idle(ctx);
         });
         self.publish_status();

@@ -58,7 +58,7 @@ impl TokenCache {
         }
         match fetch().await {
             Ok(resp) => {
-                let lifetime = Duration::from_secs(resp.expires_in.max(1) as u64);
+                let lifetime = token_lifetime(resp.expires_in);
                 let ahead = self.renew_ahead.min(lifetime / 10);
                 let now = Instant::now();
                 guard.1 += 1;
@@ -68,8 +68,8 @@ impl TokenCache {
                 };
                 guard.0 = Some(Cached {
                     token: token.clone(),
-                    renew_at: now + lifetime - ahead,
-                    expires_at: now + lifetime,
+                    renew_at: now.checked_add(lifetime - ahead).unwrap_or(now),
+                    expires_at: now.checked_add(lifetime).unwrap_or(now),
                 });
                 Ok(token)
             }
@@ -99,6 +99,15 @@ impl TokenCache {
             guard.0 = None;
         }
     }
+}
+
+/// The longest token lifetime believed, whatever `expires_in` says (Genesys issues 24 h).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+
+/// A token answer's `expires_in` (seconds, server input) as a lifetime in
+/// `1 s ..= MAX_TOKEN_LIFETIME`: zero, negative or absurd values cannot panic the cache.
+pub fn token_lifetime(expires_in: i64) -> Duration {
+    Duration::from_secs(expires_in.clamp(1, MAX_TOKEN_LIFETIME.as_secs() as i64) as u64)
 }
 
 #[cfg(test)]
@@ -160,5 +169,31 @@ mod tests {
             .get(|| async { Err(ApiError::Transport("down".into())) })
             .await
             .is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurd_expires_in_values_are_clamped_not_panics() {
+        for expires_in in [i64::MIN, -1, 0, i64::MAX] {
+            let cache = TokenCache::new(Duration::from_secs(300));
+            let t = cache.get(|| async { Ok(token(1, expires_in)) }).await;
+            assert!(t.is_ok(), "{expires_in}");
+        }
+        assert_eq!(token_lifetime(i64::MAX), MAX_TOKEN_LIFETIME);
+        assert_eq!(token_lifetime(-5), Duration::from_secs(1));
+        assert_eq!(token_lifetime(86_400), Duration::from_secs(86_400));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_token_answer_parses_or_errs_and_its_lifetime_is_bounded(
+            body in "\\PC{0,80}",
+            expires_in in proptest::num::i64::ANY,
+        ) {
+            let _ = serde_json::from_str::<TokenResponse>(&body);
+            let json = format!(r#"{{"access_token":"x","expires_in":{expires_in}}}"#);
+            let parsed: TokenResponse = serde_json::from_str(&json).unwrap();
+            let life = token_lifetime(parsed.expires_in);
+            proptest::prop_assert!(life >= Duration::from_secs(1) && life <= MAX_TOKEN_LIFETIME);
+        }
     }
 }

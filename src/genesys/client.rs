@@ -32,7 +32,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::auth::{AccessToken, TokenCache};
-use super::error::{classify, snippet, with_quota_threshold, ApiError, ResponseHead};
+use super::error::{
+    classify, parse_rate_headers, snippet, with_quota_threshold, ApiError, ResponseHead,
+};
 use super::model::{
     AsyncConversationQuery, AsyncQueryResponse, AsyncQueryStatus, AsyncUserDetailsQuery,
     ConversationJobResults, ConversationQuery, ConversationQueryResponse, DataAvailability,
@@ -750,12 +752,11 @@ impl GenesysClient {
             let mut resp = sent.map_err(|e| ApiError::Transport(e.to_string()))?;
             let h = resp.headers();
             let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let num = |name: &str| text(name).and_then(|v| v.trim().parse::<u64>().ok());
-            let headers = RateHeaders {
-                allowed: num("inin-ratelimit-allowed").map(|v| v.min(u64::from(u32::MAX)) as u32),
-                count: num("inin-ratelimit-count").map(|v| v.min(u64::from(u32::MAX)) as u32),
-                reset: num("inin-ratelimit-reset").map(Duration::from_secs),
-            };
+            let headers = parse_rate_headers(
+                text("inin-ratelimit-allowed").as_deref(),
+                text("inin-ratelimit-count").as_deref(),
+                text("inin-ratelimit-reset").as_deref(),
+            );
             let retry_after = text("retry-after");
             let status = resp.status().as_u16();
             let body = resp.body().limit(limit).await.map_err(|e| {

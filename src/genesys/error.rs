@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::actors::rate_limiter::LimiterGone;
 use crate::genesys::model::ErrorBody;
 use crate::genesys::secret::CredentialsError;
-use crate::rate::{Feedback, Outcome, RateHeaders};
+use crate::rate::{Feedback, Outcome, RateHeaders, MAX_SERVER_WAIT};
 
 /// How many bytes of an unparsable body an error keeps.
 pub const SNIPPET_BYTES: usize = 200;
@@ -115,33 +115,65 @@ pub struct ResponseHead<'a> {
     pub headers: RateHeaders,
 }
 
-/// Parses a Retry-After value: delta seconds (integer or decimal) or an HTTP date.
+/// Parses a Retry-After value: delta seconds (integer or decimal) or an HTTP date. Hostile
+/// values never panic: a negative or past value is zero, anything over [`MAX_SERVER_WAIT`]
+/// (`1e20`, `99999999999999999999`, a date in the year 9999) is clamped to it.
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
-    if let Ok(s) = v.parse::<u64>() {
-        return Some(Duration::from_secs(s));
+    if v.is_empty() {
+        return None;
+    }
+    if v.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits but too long for u64 is still a (huge) number of seconds.
+        let secs = v.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_SERVER_WAIT));
     }
     if let Ok(s) = v.parse::<f64>() {
-        if s.is_finite() && s >= 0.0 {
-            return Some(Duration::from_secs_f64(s));
+        if s.is_nan() {
+            return None;
         }
+        return Some(clamp_secs_f64(s));
     }
     chrono::DateTime::parse_from_rfc2822(v).ok().map(|t| {
         (t.with_timezone(&chrono::Utc) - chrono::Utc::now())
             .to_std()
             .unwrap_or(Duration::ZERO)
+            .min(MAX_SERVER_WAIT)
     })
+}
+
+/// Seconds as a float into a wait in `0 ..= MAX_SERVER_WAIT` (negative → 0, ∞ → the cap).
+fn clamp_secs_f64(s: f64) -> Duration {
+    if s.is_nan() || s <= 0.0 {
+        return Duration::ZERO;
+    }
+    if s >= MAX_SERVER_WAIT.as_secs_f64() {
+        return MAX_SERVER_WAIT;
+    }
+    Duration::from_secs_f64(s)
+}
+
+/// Legacy `inin-ratelimit-*` headers (`allowed`, `count`, `reset` as raw header text) into
+/// [`RateHeaders`]: values that are not non-negative integers are ignored, counts saturate at
+/// `u32::MAX` and the reset is clamped to [`MAX_SERVER_WAIT`].
+pub fn parse_rate_headers(
+    allowed: Option<&str>,
+    count: Option<&str>,
+    reset: Option<&str>,
+) -> RateHeaders {
+    let num = |v: Option<&str>| v.and_then(|v| v.trim().parse::<u64>().ok());
+    RateHeaders {
+        allowed: num(allowed).map(|v| v.min(u64::from(u32::MAX)) as u32),
+        count: num(count).map(|v| v.min(u64::from(u32::MAX)) as u32),
+        reset: num(reset).map(|v| Duration::from_secs(v).min(MAX_SERVER_WAIT)),
+    }
 }
 
 /// `… Retry the request in [17] seconds` in a 429 message.
 fn retry_after_from_message(message: &str) -> Option<Duration> {
     let start = message.find('[')?;
     let end = message[start..].find(']')? + start;
-    message[start + 1..end]
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    parse_retry_after(&message[start + 1..end])
 }
 
 fn contains_any(haystack: &str, needles: &[&str]) -> bool {
@@ -407,5 +439,92 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn hostile_retry_after_values_are_clamped_to_a_day() {
+        let day = MAX_SERVER_WAIT;
+        assert_eq!(parse_retry_after("1e20"), Some(day));
+        assert_eq!(parse_retry_after("99999999999999999999999"), Some(day));
+        assert_eq!(parse_retry_after("inf"), Some(day));
+        assert_eq!(parse_retry_after("-5"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("-1e300"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("NaN"), None);
+        assert_eq!(parse_retry_after(""), None);
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(day)
+        );
+        assert_eq!(parse_retry_after("86401"), Some(day));
+        let h = parse_rate_headers(
+            Some("99999999999"),
+            Some("-1"),
+            Some("18446744073709551615"),
+        );
+        assert_eq!(h.allowed, Some(u32::MAX));
+        assert_eq!(h.count, None);
+        assert_eq!(h.reset, Some(day));
+        // A 429 over a day is a quota breach, waited out for a day.
+        let h = ResponseHead {
+            status: 429,
+            retry_after: Some("1e20"),
+            ..Default::default()
+        };
+        let (e, f) = classify(&h, b"");
+        assert_eq!(f.retry_after, Some(day));
+        assert!(with_quota_threshold(e.unwrap_err(), Duration::from_secs(180)).is_quota_breach());
+    }
+
+    mod hostile_input {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn retry_after_like() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "\\PC{0,40}",
+                "-?[0-9]{1,30}(\\.[0-9]{0,10})?([eE][+-]?[0-9]{1,4})?",
+                "(Mon|Fri), [0-9]{1,2} (Jan|Dec) [0-9]{1,5} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn retry_after_never_panics_and_stays_within_a_day(v in retry_after_like()) {
+                if let Some(d) = parse_retry_after(&v) {
+                    prop_assert!(d <= MAX_SERVER_WAIT);
+                }
+            }
+
+            #[test]
+            fn rate_headers_never_panic(a in "\\PC{0,24}", c in "-?[0-9]{0,25}", r in retry_after_like()) {
+                let h = parse_rate_headers(Some(&a), Some(&c), Some(&r));
+                prop_assert!(h.reset.is_none_or(|d| d <= MAX_SERVER_WAIT));
+            }
+
+            #[test]
+            fn any_error_answer_classifies(
+                status in 100u16..600,
+                body in "\\PC{0,200}",
+                message in "\\PC{0,60}",
+                key in "\\PC{0,40}",
+                value in proptest::num::i64::ANY,
+                retry in retry_after_like(),
+            ) {
+                // Free text, and a well-formed 429 body carrying hostile values.
+                let json = serde_json::json!({
+                    "message": message, "code": "too.many.requests", "status": 429,
+                    "limit": {"key": key, "value": value},
+                }).to_string();
+                for b in [body.as_bytes(), json.as_bytes()] {
+                    let head = ResponseHead { status, retry_after: Some(&retry), ..Default::default() };
+                    let (result, feedback) = classify(&head, b);
+                    prop_assert_eq!(result.is_ok(), (200..300).contains(&status));
+                    prop_assert!(feedback.retry_after.is_none_or(|d| d <= MAX_SERVER_WAIT));
+                    let _ = result.map_err(|e| e.to_string());
+                }
+                let _ = crate::rate::limiter::limit_per_window(&key, value, 60);
+                let _ = is_too_large_400(&key, &message);
+            }
+        }
     }
 }

@@ -571,6 +571,50 @@ pub mod job_state {
     pub const EXPIRED: &str = "EXPIRED";
 }
 
+/// A job's `state` as Sluice acts on it. Parsing never fails: a state Genesys adds later (or
+/// garbage) is [`JobState::Unknown`], which callers treat as "not ready yet, poll again".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    Pending,
+    Fulfilled,
+    Failed,
+    Cancelled,
+    Expired,
+    Unknown,
+}
+
+impl JobState {
+    /// The state named by `s` (surrounding blanks and letter case ignored).
+    pub fn parse(s: &str) -> JobState {
+        let s = s.trim();
+        let is = |name: &str| s.eq_ignore_ascii_case(name);
+        if is(job_state::QUEUED) {
+            JobState::Queued
+        } else if is(job_state::PENDING) {
+            JobState::Pending
+        } else if is(job_state::FULFILLED) {
+            JobState::Fulfilled
+        } else if is(job_state::FAILED) {
+            JobState::Failed
+        } else if is(job_state::CANCELLED) {
+            JobState::Cancelled
+        } else if is(job_state::EXPIRED) {
+            JobState::Expired
+        } else {
+            JobState::Unknown
+        }
+    }
+
+    /// The job ended without results (they will never come: submit a new job or fall back).
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            JobState::Failed | JobState::Cancelled | JobState::Expired
+        )
+    }
+}
+
 /// `AsyncQueryStatus`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -596,6 +640,13 @@ pub struct AsyncQueryStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub expiration_date: Option<DateTime<Utc>>,
+}
+
+impl AsyncQueryStatus {
+    /// The typed [`JobState`] of `state`.
+    pub fn job_state(&self) -> JobState {
+        JobState::parse(&self.state)
+    }
 }
 
 /// `DataAvailabilityResponse`.
@@ -727,5 +778,74 @@ mod tests {
     fn conversation_without_id_is_rejected() {
         let json = r#"{"conversationStart":"2024-03-01T08:00:00.120Z"}"#;
         assert!(serde_json::from_str::<Conversation>(json).is_err());
+    }
+
+    #[test]
+    fn job_states_parse_and_unknown_ones_do_not_fail() {
+        assert_eq!(JobState::parse("FULFILLED"), JobState::Fulfilled);
+        assert_eq!(JobState::parse(" pending "), JobState::Pending);
+        assert!(JobState::parse("EXPIRED").is_failure());
+        assert_eq!(JobState::parse("SOMETHING_NEW"), JobState::Unknown);
+        assert!(!JobState::Unknown.is_failure());
+    }
+
+    /// Every parser of server input takes any text without panicking; what parses is sane.
+    mod hostile_input {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn instant_like() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "\\PC{0,40}",
+                "[0-9]{1,6}-[0-9]{1,2}-[0-9]{1,2}T[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\\.[0-9]{0,12})?(Z|[+-][0-9]{2}:[0-9]{2})",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn instants_parse_or_err(s in instant_like()) {
+                if let Ok(t) = parse_instant(&s) {
+                    // What parses prints and parses back to the same millisecond.
+                    let again = parse_instant(&instant::format(&t)).unwrap();
+                    prop_assert_eq!(again.timestamp_millis(), t.timestamp_millis());
+                }
+            }
+
+            #[test]
+            fn intervals_parse_or_err(a in instant_like(), b in instant_like(), junk in "\\PC{0,30}") {
+                for s in [format!("{a}/{b}"), junk.clone(), format!("{junk}/{a}")] {
+                    if let Ok(i) = Interval::parse(&s) {
+                        prop_assert!(i.start < i.end);
+                        prop_assert!(i.duration() > chrono::Duration::zero());
+                    }
+                }
+            }
+
+            #[test]
+            fn job_states_never_fail(s in "\\PC{0,20}") {
+                let st = JobState::parse(&s);
+                let known = [job_state::QUEUED, job_state::PENDING, job_state::FULFILLED,
+                    job_state::FAILED, job_state::CANCELLED, job_state::EXPIRED];
+                prop_assert_eq!(st == JobState::Unknown,
+                    !known.iter().any(|k| s.trim().eq_ignore_ascii_case(k)));
+            }
+
+            #[test]
+            fn response_bodies_parse_or_err(body in "\\PC{0,200}", state in "\\PC{0,12}", date in instant_like()) {
+                let _ = serde_json::from_str::<ConversationQueryResponse<ReceivedConversation>>(&body);
+                let _ = serde_json::from_str::<ConversationJobResults<ReceivedConversation>>(&body);
+                let _ = serde_json::from_str::<UserDetailsQueryResponse>(&body);
+                let _ = serde_json::from_str::<UserJobResults>(&body);
+                let _ = serde_json::from_str::<AsyncQueryResponse>(&body);
+                let _ = serde_json::from_str::<DataAvailability>(&body);
+                let _ = serde_json::from_str::<ErrorBody>(&body);
+                let status = serde_json::json!({"state": state, "submissionDate": date}).to_string();
+                if let Ok(s) = serde_json::from_str::<AsyncQueryStatus>(&status) {
+                    let _ = s.job_state();
+                }
+                let page = serde_json::json!({"conversations": [{"conversationId": "c", "conversationStart": date}]}).to_string();
+                let _ = serde_json::from_str::<ConversationQueryResponse<ReceivedConversation>>(&page);
+            }
+        }
     }
 }

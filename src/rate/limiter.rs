@@ -6,6 +6,10 @@
 //! a 429 pauses everything until its Retry-After (+ jitter) and counts toward the adaptive
 //! 429 ratio; rate-limit hints (legacy `inin-ratelimit-*` headers, a 429 body's `limit`
 //! object) may only ever slow the limiter down.
+//!
+//! Server values are hostile: every wait a server asks for is clamped to [`MAX_SERVER_WAIT`]
+//! (a longer Retry-After is a quota breach waited out for a day at most) and instants are
+//! computed with checked arithmetic, so no header or body value can panic the limiter.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -19,6 +23,14 @@ use tokio::time::Instant;
 use super::adaptive::{Adaptive, Adjustment};
 use super::gcra::Gcra;
 use super::settings::{Pacing, RateLimiterSettings, SettingsError};
+
+/// The longest wait a server hint (Retry-After, a legacy reset) can impose.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(86_400);
+
+/// `now + wait`, saturating at the latest instant the clock can represent (never panics).
+fn later(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait.min(MAX_SERVER_WAIT)).unwrap_or(now)
+}
 
 /// Which work a request serves: catch-up (fresh data) goes ahead of backfill (history).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -302,10 +314,10 @@ impl Limiter {
     fn on_429(&mut self, now: Instant, retry_after: Option<Duration>) {
         self.rate_limited += 1;
         self.consecutive_429 = self.consecutive_429.saturating_add(1);
-        let wait = match retry_after {
+        let wait = match retry_after.map(|d| d.min(MAX_SERVER_WAIT)) {
             Some(d) => {
                 if d > Duration::from_secs(self.settings.quota_breach_secs) {
-                    let until = now + d;
+                    let until = later(now, d);
                     if self.quota_breach_until.is_none_or(|q| q < until) {
                         self.quota_breaches += 1;
                         log::error!(
@@ -327,7 +339,7 @@ impl Limiter {
         } else {
             Duration::ZERO
         };
-        let until = now + wait + jitter;
+        let until = later(now, wait.saturating_add(jitter));
         if self.paused_until(now).is_none() {
             self.pauses += 1;
         }
@@ -358,20 +370,30 @@ impl Limiter {
         }
     }
 
-    /// Legacy headers: a smaller `allowed` lowers the ceiling; an exhausted window pauses.
+    /// Legacy headers: a smaller `allowed` lowers the ceiling (a larger one never raises it: a
+    /// 429 body's lower limit stands); an exhausted window pauses until its reset (clamped).
     fn on_headers(&mut self, now: Instant, h: RateHeaders) {
         if let Some(allowed) = h.allowed.filter(|a| *a > 0) {
             let fraction = (f64::from(allowed) / f64::from(self.pacing.limit_per_window)).min(1.0);
-            if (fraction - self.header_ceiling).abs() > 1e-9 {
+            if fraction < self.header_ceiling - 1e-9 {
+                log::warn!(
+                    "rate limiter: inin-ratelimit-allowed = {allowed}, below the configured {} per window; pacing down",
+                    self.pacing.limit_per_window
+                );
                 self.header_ceiling = fraction;
                 self.apply_rate();
             }
             if let (Some(count), Some(reset)) = (h.count, h.reset) {
                 if count >= allowed {
-                    self.extend_pause(now + reset);
+                    self.extend_pause(later(now, reset));
                 }
             }
         }
+    }
+
+    /// The ceiling server hints have set on the rate (1.0 = none): it only ever goes down.
+    pub fn header_ceiling(&self) -> f64 {
+        self.header_ceiling
     }
 
     /// A snapshot; `wall` is the wall-clock time matching `now`.
@@ -380,7 +402,7 @@ impl Limiter {
         let to_wall = |t: Instant| {
             chrono::Duration::from_std(t.saturating_duration_since(now))
                 .ok()
-                .map(|d| wall + d)
+                .and_then(|d| wall.checked_add_signed(d))
         };
         let paused = self.paused_until(now);
         LimiterState {

@@ -9,5 +9,6 @@ pub mod window;
 
 pub use limiter::{
     Decision, Feedback, Grant, Limiter, LimiterState, Outcome, Priority, RateHeaders, WaitQueue,
+    MAX_SERVER_WAIT,
 };
 pub use settings::{AdaptiveSettings, Pacing, RateLimiterSettings, SettingsError};

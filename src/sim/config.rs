@@ -110,6 +110,10 @@ pub struct SimArgs {
     /// HTTP worker threads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// Run the analytics pipeline (revise 5 %, delete 1 % of what ended 48 h before) at every
+    /// simulated midnight, as Genesys does; `POST /__sim/pipeline` runs it on demand.
+    #[arg(long)]
+    pub pipeline_nightly: bool,
 }
 
 /// OAuth clients `(id, secret)`. Debug never prints the secrets.
@@ -212,6 +216,8 @@ pub struct SimConfig {
     pub no_limits: bool,
     pub legacy_headers: bool,
     pub workers: usize,
+    /// Run the analytics pipeline at every simulated midnight.
+    pub pipeline_nightly: bool,
 }
 
 impl SimConfig {
@@ -257,6 +263,7 @@ impl Default for SimConfig {
             no_limits: false,
             legacy_headers: false,
             workers: 2,
+            pipeline_nightly: false,
         }
     }
 }
@@ -295,6 +302,7 @@ impl From<SimArgs> for SimConfig {
             no_limits: a.no_limits,
             legacy_headers: a.legacy_headers,
             workers: a.workers.max(1),
+            pipeline_nightly: a.pipeline_nightly,
         }
     }
 }
@@ -325,9 +333,12 @@ mod tests {
             "--now",
             "2024-03-01T12:00:00Z",
             "--no-limits",
+            "--pipeline-nightly",
         ])
         .unwrap();
         let cfg = SimConfig::from(cmd.sim);
+        assert!(cfg.pipeline_nightly);
+        assert!(!SimConfig::default().pipeline_nightly);
         assert_eq!(cfg.clients.0.len(), 2);
         assert_eq!(cfg.latency_ms, Some((5, 10)));
         assert_eq!(cfg.bg_hours, Some((8, 17)));

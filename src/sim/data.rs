@@ -21,6 +21,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::config::SimConfig;
+use super::pipeline::{self, PipelineError, PipelineRequest, PipelineRun};
 use crate::genesys::model::{
     Conversation, Flow, Interval, Participant, PresenceRecord, RoutingStatusRecord, Segment,
     Session, SessionMetric, UserDetail,
@@ -91,6 +92,8 @@ pub struct Skeleton {
     pub talk2: u32,
     pub wrapup: u32,
     pub detail_seed: u64,
+    /// How many pipeline runs revised it (see [`super::pipeline`]); 0 = as first generated.
+    pub revision: u32,
 }
 
 impl Skeleton {
@@ -184,6 +187,26 @@ struct Inner {
     hours: Mutex<LruCache<i64, Arc<Hour>>>,
     json: Mutex<LruCache<i64, Arc<HourJson>>>,
     user_days: Mutex<LruCache<i64, Arc<Vec<UserDay>>>>,
+    pipeline: Mutex<PipelineState>,
+}
+
+/// The pipeline runs so far (applied to every hour and user day built) and, with
+/// `--pipeline-nightly`, the last simulated midnight it ran at.
+struct PipelineState {
+    runs: Vec<PipelineRun>,
+    nightly_after_ms: Option<i64>,
+}
+
+/// What `POST /__sim/pipeline` answers: the run and what it did to conversations.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineReport {
+    pub run: u32,
+    pub at: DateTime<Utc>,
+    /// Conversations that ended at or before this instant were candidates.
+    pub cutoff: DateTime<Utc>,
+    pub conversations_changed: usize,
+    pub conversations_deleted: usize,
 }
 
 /// A simulated agent.
@@ -243,6 +266,10 @@ impl Dataset {
                 hours: Mutex::new(LruCache::new(cap(24 * 40))),
                 json: Mutex::new(LruCache::new(cap(json_hours))),
                 user_days: Mutex::new(LruCache::new(cap(40))),
+                pipeline: Mutex::new(PipelineState {
+                    runs: Vec::new(),
+                    nightly_after_ms: cfg.pipeline_nightly.then(|| now.timestamp_millis()),
+                }),
             }),
         }
     }
@@ -280,6 +307,14 @@ impl Dataset {
     }
 
     fn generate_hour(&self, index: i64) -> Hour {
+        let mut hour = self.generate_raw_hour(index);
+        let runs = lock(&self.inner.pipeline).runs.clone();
+        pipeline::apply(self.inner.seed, &runs, &mut hour.skeletons);
+        hour
+    }
+
+    /// The hour as first generated, before any pipeline run.
+    fn generate_raw_hour(&self, index: i64) -> Hour {
         let hour_start = index * HOUR_MS;
         if hour_start < self.inner.history_start_ms {
             return Hour {
@@ -402,6 +437,7 @@ impl Dataset {
             talk2,
             wrapup,
             detail_seed,
+            revision: 0,
         }
     }
 
@@ -550,23 +586,106 @@ impl Dataset {
 
     fn generate_user_day(&self, day: i64) -> Vec<UserDay> {
         let (d0, d1) = (day * DAY_MS, (day + 1) * DAY_MS);
+        let runs = lock(&self.inner.pipeline).runs.clone();
+        let seed = self.inner.seed;
         (0..self.inner.users.len())
             .map(|u| {
                 let (presence, routing) = self.timeline(u, day - 3, day + 3);
+                let user_id = self.inner.users[u].id.as_str();
+                let keep = |r: &Rec, kind: u8| {
+                    r.start < d1
+                        && r.end.is_none_or(|e| e > d0)
+                        && !pipeline::user_record_deleted(
+                            seed, &runs, user_id, kind, r.start, r.end,
+                        )
+                };
                 UserDay {
                     user: u as u32,
                     day,
-                    presence: presence
-                        .into_iter()
-                        .filter(|r| r.start < d1 && r.end.is_none_or(|e| e > d0))
-                        .collect(),
-                    routing: routing
-                        .into_iter()
-                        .filter(|r| r.start < d1 && r.end.is_none_or(|e| e > d0))
-                        .collect(),
+                    presence: presence.into_iter().filter(|r| keep(r, 0)).collect(),
+                    routing: routing.into_iter().filter(|r| keep(r, 1)).collect(),
                 }
             })
             .collect()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The analytics pipeline
+    // -----------------------------------------------------------------------------------------
+
+    /// Runs the pipeline once at `now` (see [`super::pipeline`]); every read path sees its
+    /// result from now on. `count`: report how many conversations it changed and deleted (a
+    /// scan of the history up to the cutoff).
+    pub fn run_pipeline(
+        &self,
+        request: PipelineRequest,
+        now: DateTime<Utc>,
+        count: bool,
+    ) -> Result<PipelineReport, PipelineError> {
+        let runs = {
+            let mut p = lock(&self.inner.pipeline);
+            let run = request.at(p.runs.len() as u32 + 1, now)?;
+            p.runs.push(run);
+            p.runs.clone()
+        };
+        self.forget_built_data();
+        let Some(run) = runs.last().copied() else {
+            return Err(PipelineError::MinAge(request.min_age_hours));
+        };
+        let (mut changed, mut deleted) = (0, 0);
+        if count && run.cutoff_ms > self.inner.history_start_ms {
+            let first = self.inner.history_start_ms.div_euclid(HOUR_MS);
+            let last = run.cutoff_ms.div_euclid(HOUR_MS);
+            for h in first..=last {
+                let mut hour = self.generate_raw_hour(h);
+                let (c, d) = pipeline::apply(self.inner.seed, &runs, &mut hour.skeletons);
+                changed += c;
+                deleted += d;
+            }
+        }
+        log::info!(
+            "sim: pipeline run {} at {now}: conversations ended by {} revised/deleted{}",
+            run.number,
+            ms(run.cutoff_ms),
+            if count {
+                format!(": {changed} changed, {deleted} deleted")
+            } else {
+                String::new()
+            }
+        );
+        Ok(PipelineReport {
+            run: run.number,
+            at: now,
+            cutoff: ms(run.cutoff_ms),
+            conversations_changed: changed,
+            conversations_deleted: deleted,
+        })
+    }
+
+    /// With `--pipeline-nightly`: runs the pipeline (default shares) once for every simulated
+    /// midnight passed since the last call. Cheap when none was passed.
+    pub fn run_nightly(&self, now: DateTime<Utc>) {
+        let due: Vec<i64> = {
+            let mut p = lock(&self.inner.pipeline);
+            let Some(after) = p.nightly_after_ms else {
+                return;
+            };
+            let due: Vec<i64> = pipeline::midnights(after, now.timestamp_millis()).collect();
+            if let Some(last) = due.last() {
+                p.nightly_after_ms = Some(*last);
+            }
+            due
+        };
+        for midnight in due {
+            let _ = self.run_pipeline(PipelineRequest::default(), ms(midnight), false);
+        }
+    }
+
+    /// Drops the cached hours, JSON and user days so they are rebuilt with the pipeline runs.
+    fn forget_built_data(&self) {
+        lock(&self.inner.hours).clear();
+        lock(&self.inner.json).clear();
+        lock(&self.inner.user_days).clear();
     }
 
     /// Continuous presence and routing timelines of user `u` over the shifts of days
@@ -844,7 +963,7 @@ const LAST: [&str; 16] = [
 // Building a conversation record from its skeleton
 // ---------------------------------------------------------------------------------------------
 
-fn seg(start: i64, end: i64, kind: &str) -> Segment {
+pub(super) fn seg(start: i64, end: i64, kind: &str) -> Segment {
     Segment {
         segment_start: ms(start),
         segment_end: Some(ms(end)),
@@ -911,6 +1030,16 @@ fn participant(id: String, purpose: &str, name: Option<String>) -> Participant {
 }
 
 fn build_conversation(inner: &Inner, s: &Skeleton, with_attributes: bool) -> Conversation {
+    let mut c = build_original(inner, s, with_attributes);
+    if s.revision > 0 {
+        let code = &inner.wrapup_ids[s.wrapup_code as usize];
+        pipeline::revise(&mut c, s.revision, code);
+    }
+    c
+}
+
+/// The conversation as first generated (before any pipeline revision).
+fn build_original(inner: &Inner, s: &Skeleton, with_attributes: bool) -> Conversation {
     let mut r = ChaCha8Rng::seed_from_u64(s.detail_seed);
     let mut id = || uuid(r.gen());
     let (cust_pid, cust_sid, ivr_pid, ivr_sid, acd_pid, acd_sid, ag_pid, ag_sid) =

@@ -6,8 +6,10 @@
 //! generated deterministically from the seed and lazily per hour ([`data`]), per-client request
 //! windows, an org concurrency cap and a job cap answered with the platform's 429 ([`limits`]),
 //! injected faults ([`faults`]), and a background integration whose 429s are counted as
-//! collateral damage ([`background`]). `GET /__sim/stats` and `GET /__sim/expected` give the
-//! ground truth tests and benchmarks check against.
+//! collateral damage ([`background`]), and Genesys' nightly analytics pipeline that revises and
+//! deletes old data ([`pipeline`]). `GET /__sim/stats`, `GET /__sim/expected` and
+//! `GET /__sim/expected/digests` (content digests, [`crate::digest`]) give the ground truth
+//! tests and benchmarks check against.
 pub mod auth;
 pub mod background;
 pub mod config;
@@ -15,6 +17,7 @@ pub mod data;
 pub mod faults;
 pub mod jobs;
 pub mod limits;
+pub mod pipeline;
 pub mod query;
 pub mod server;
 pub mod stats;

@@ -156,6 +156,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/__sim/stats", web::get().to(sim_stats))
         .route("/__sim/expected", web::get().to(sim_expected))
+        .route(
+            "/__sim/expected/digests",
+            web::get().to(sim_expected_digests),
+        )
+        .route("/__sim/pipeline", web::post().to(sim_pipeline))
         .route("/__sim/clock", web::get().to(sim_clock_get))
         .route("/__sim/clock", web::post().to(sim_clock_set))
         .route("/__sim/tokens/expire", web::post().to(sim_expire_tokens))
@@ -361,6 +366,7 @@ where
         };
         return error_response(&ApiError::new(code, c, m), &cid);
     }
+    st.dataset.run_nightly(st.clock.now());
     let call = Call {
         st: &st,
         req: &req,
@@ -1176,6 +1182,7 @@ async fn sim_expected(st: web::Data<SimState>, q: web::Query<ExpectedParams>) ->
         Err(e) => return error_response(&ApiError::bad_request(e), "sim"),
     };
     let now = st.clock.now();
+    st.dataset.run_nightly(now);
     let end = iv.end.min(now + chrono::Duration::milliseconds(1));
     let mut conversations = Vec::new();
     if end > iv.start {
@@ -1195,6 +1202,7 @@ async fn sim_expected(st: web::Data<SimState>, q: web::Query<ExpectedParams>) ->
                 "sessions": sessions.clone().count(),
                 "segments": sessions.clone().map(|s| s.segments.len()).sum::<usize>(),
                 "metrics": sessions.map(|s| s.metrics.len()).sum::<usize>(),
+                "digest": crate::digest::conversation_digest(&v),
             });
             if let Some(e) = v.conversation_end {
                 o["conversationEnd"] = json!(crate::genesys::model::instant::format(&e));
@@ -1259,4 +1267,83 @@ async fn not_found(st: web::Data<SimState>, req: HttpRequest) -> HttpResponse {
         &ApiError::not_found(format!("No resource at {} {}", req.method(), req.path())),
         &cid,
     )
+}
+
+/// `GET /__sim/expected/digests?interval=A/B`: the content digest of every conversation that
+/// started in the interval and of every user record overlapping it, as seen now
+/// ([`crate::digest`]; compare a copy with [`crate::digest::compare_digests`]).
+async fn sim_expected_digests(
+    st: web::Data<SimState>,
+    q: web::Query<ExpectedParams>,
+) -> HttpResponse {
+    let iv = match Interval::parse(&q.interval) {
+        Ok(iv) => iv,
+        Err(e) => return error_response(&ApiError::bad_request(e), "sim"),
+    };
+    let now = st.clock.now();
+    st.dataset.run_nightly(now);
+    let mut out = crate::digest::ContentDigests::default();
+    let end = iv.end.min(now + chrono::Duration::milliseconds(1));
+    if end > iv.start {
+        // One conversation built at a time: the digests of a year fit in little memory.
+        let (from, to) = (iv.start.timestamp_millis(), end.timestamp_millis());
+        st.dataset.for_each_started_in(from, to, |_, s| {
+            let c = st.dataset.build(s, false);
+            let Some(v) = st.dataset.view_at(&c, now) else {
+                return;
+            };
+            if v.conversation_end.is_none() {
+                out.in_progress.insert(v.conversation_id.clone());
+            }
+            let digest = crate::digest::conversation_digest(&v);
+            out.conversations.insert(v.conversation_id, digest);
+        });
+    }
+    // A user record still open when jobs last saw the data (their dataAvailabilityDate) may be
+    // stored in that older version until it is fetched again: only its presence is compared.
+    let available = st.availability(now);
+    for u in st.dataset.user_details(iv, now) {
+        let open = u
+            .primary_presence
+            .iter()
+            .filter(|p| p.end_time.is_none_or(|e| e > available))
+            .map(|p| crate::digest::presence_key(&u.user_id, p.start_time))
+            .chain(
+                u.routing_status
+                    .iter()
+                    .filter(|r| r.end_time.is_none_or(|e| e > available))
+                    .map(|r| crate::digest::routing_key(&u.user_id, r.start_time)),
+            );
+        out.in_progress.extend(open);
+        out.user_records
+            .extend(crate::digest::user_record_digests(&u));
+    }
+    json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&out).unwrap_or_default(),
+        "sim",
+    )
+}
+
+/// `POST /__sim/pipeline {"changeFraction":0.05,"deleteFraction":0.01,"minAgeHours":48}`:
+/// runs the analytics pipeline once at the simulated now ([`super::pipeline`]).
+async fn sim_pipeline(st: web::Data<SimState>, body: web::Bytes) -> HttpResponse {
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(super::pipeline::PipelineRequest::default())
+    } else {
+        serde_json::from_slice::<super::pipeline::PipelineRequest>(&body).map_err(|e| e.to_string())
+    };
+    let report = request.and_then(|r| {
+        st.dataset
+            .run_pipeline(r, st.clock.now(), true)
+            .map_err(|e| e.to_string())
+    });
+    match report {
+        Ok(r) => json_response(
+            StatusCode::OK,
+            serde_json::to_vec(&r).unwrap_or_default(),
+            "sim",
+        ),
+        Err(e) => error_response(&ApiError::bad_request(e), "sim"),
+    }
 }

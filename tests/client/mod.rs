@@ -2,5 +2,6 @@
 mod client_http;
 mod client_sim_faults;
 mod rate_limiter_actor;
+mod rate_limiter_hostile;
 mod rate_limiter_model;
 mod rate_limiter_sim;

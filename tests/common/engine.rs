@@ -104,7 +104,8 @@ pub fn check(sim: &SimHandle, db: &TestDb, interval: Interval, users: bool) -> C
     compare(&e, &s, users)
 }
 
-/// Asserts the stored data equals the ground truth, naming what differs.
+/// Asserts the stored data equals the ground truth (ids, counts, finality, then content by
+/// digest), naming what differs.
 pub fn assert_matches_truth(sim: &SimHandle, db: &TestDb, interval: Interval, users: bool) {
     let c = check(sim, db, interval, users);
     assert!(
@@ -120,6 +121,7 @@ pub fn assert_matches_truth(sim: &SimHandle, db: &TestDb, interval: Interval, us
         "stored data differs from the ground truth for {interval}: {}",
         c.problems()
     );
+    super::content::assert_content_matches(sim, db, interval, users);
 }
 
 /// Raw SQL counts (independent of the comparison code): conversation rows, distinct ids, and

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests (each helper file declares itself here).
 #![allow(dead_code)]
+pub mod content;
 pub mod convs;
 pub mod db;
 pub mod engine;

@@ -183,6 +183,7 @@ pub fn differences(sim: &SimProcess, db: &ScratchDb, org: &Org) -> Vec<String> {
             diffs.push(format!("{table}: {got} rows stored, {exp} expected"));
         }
     }
+    diffs.extend(content_differences(sim, db, org));
     for p in probe.partitions().unwrap_or_else(|e| panic!("{e}")) {
         let s = p.status.to_ascii_lowercase();
         if s != "done" && s != "split" {
@@ -193,6 +194,33 @@ pub fn differences(sim: &SimProcess, db: &ScratchDb, org: &Org) -> Vec<String> {
         }
     }
     diffs
+}
+
+/// Conversations and user records of the org's range whose stored content (read back and
+/// digested by `sluice::digest`) differs from the simulator's digests.
+fn content_differences(sim: &SimProcess, db: &ScratchDb, org: &Org) -> Vec<String> {
+    let truth = get_json(&format!(
+        "{}/__sim/expected/digests?interval={}",
+        sim.base_url(),
+        org.interval()
+    ))
+    .unwrap_or_else(|e| panic!("/__sim/expected/digests: {e}"));
+    let truth: sluice::digest::ContentDigests =
+        serde_json::from_value(truth).unwrap_or_else(|e| panic!("digests: {e}"));
+    let url = sluice::storage::DatabaseUrl::parse(&db.url()).unwrap_or_else(|e| panic!("{e}"));
+    let interval =
+        sluice::genesys::model::Interval::parse(&org.interval()).unwrap_or_else(|e| panic!("{e}"));
+    let stored = sluice::digest::load_stored_digests(&url, interval)
+        .unwrap_or_else(|e| panic!("stored digests: {e}"));
+    let (conversations, users) = sluice::digest::compare_digests(&truth, &stored);
+    let mut out = Vec::new();
+    if !conversations.is_empty() {
+        out.push(format!("conversation content: {}", conversations.summary()));
+    }
+    if !users.is_empty() {
+        out.push(format!("user record content: {}", users.summary()));
+    }
+    out
 }
 
 /// Panics with the differences (and the tail of the engine's log) unless the data is exact.
