@@ -19,9 +19,10 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod fetch;
 pub mod genesys;
 pub mod metrics;
-pub mod partition;
+pub mod plan;
 pub mod progress;
 pub mod rate;
 pub mod report;
@@ -29,3 +30,6 @@ pub mod sim;
 pub mod status;
 pub mod storage;
 pub mod verify;
+
+/// The planning module's former name, kept for code written against it.
+pub use plan as partition;

@@ -1,6 +1,7 @@
 //! The engine end to end (backfill, hard cases) and the service's /status, /metrics, /readyz.
 mod e2e_backfill;
 mod e2e_hard;
+mod e2e_paths;
 mod service_metrics;
 mod service_readyz;
 mod service_status;
