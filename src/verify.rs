@@ -127,13 +127,6 @@ impl Verification {
         self.again_or_give_up()
     }
 
-    /// The jobs path: the count query of this pass gave `total_hits`; it is the pass's only
-    /// totalHits read, so no recount follows a mismatch (the block is fetched again instead).
-    pub fn counted(&mut self, total_hits: Option<i64>) -> Verdict {
-        self.recounted = true;
-        self.recounted(total_hits)
-    }
-
     fn again_or_give_up(&mut self) -> Verdict {
         if self.pass < self.max_passes {
             self.pass += 1;
@@ -207,9 +200,11 @@ mod tests {
     fn persistent_mismatch_ends_unverified_with_both_numbers() {
         let mut v = Verification::new(2);
         v.accept("a");
-        assert_eq!(v.counted(Some(3)), Verdict::Again);
+        v.set_total_hits(3);
+        assert_eq!(v.end_of_pass(), Verdict::Recount);
+        assert_eq!(v.recounted(Some(3)), Verdict::Again);
         assert_eq!(
-            v.counted(Some(3)),
+            v.end_of_pass(),
             Verdict::Finished(Tally {
                 total_hits: 3,
                 received: 1,

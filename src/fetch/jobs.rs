@@ -1,7 +1,8 @@
 //! One block through an async job: submit, poll, read the results with cursor pages of
 //! `job_page_size` (1,000, the API's largest) streamed to the Writer, delete the job. Job
 //! results carry no totalHits: the block is verified with one count query (pageSize 1) with
-//! the same matching rule once its results are read.
+//! the same matching rule once its results are read (re-read once per block on a mismatch,
+//! totalHits being approximate; then the job is submitted again).
 //!
 //! [`JobPool`] keeps up to `max_jobs` jobs in flight across the Fetchers (the org's
 //! running-job limit less one); a 429 on submit holds one slot back for a while (other
@@ -176,7 +177,14 @@ pub async fn block<D: Dataset>(
                 continue;
             }
         }
-        match v.counted(super::count::<D>(ctx, work).await?) {
+        if let Some(th) = super::count::<D>(ctx, work).await? {
+            v.set_total_hits(th);
+        }
+        let verdict = match v.end_of_pass() {
+            Verdict::Recount => v.recounted(super::count::<D>(ctx, work).await?),
+            other => other,
+        };
+        match verdict {
             Verdict::Finished(t) => return Ok(t),
             Verdict::Again | Verdict::Recount => {
                 ctx.counters.refetch_passes.fetch_add(1, Ordering::Relaxed);
