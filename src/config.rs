@@ -113,8 +113,8 @@ pub struct FetchSettings {
     /// Async jobs in flight at once (the org's running-job limit, 5, less one; fewer for a
     /// while after a 429 on submit).
     pub max_jobs: usize,
-    /// Pages of one query block requested at once once page 1 gave totalHits (the
-    /// RateLimiter's concurrency cap and pacing still apply on top).
+    /// Query pages requested ahead, once a block's page 1 gave totalHits, over all Fetchers
+    /// (the RateLimiter's concurrency cap and pacing still apply on top).
     pub page_concurrency: usize,
     /// Expected job run time before any job was seen, and the smallest poll step; polls then
     /// start at the observed run time and step up to `job_poll_max_secs`.

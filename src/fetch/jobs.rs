@@ -44,7 +44,7 @@ pub struct JobPool {
 struct PoolState {
     /// Slots held back after a 429 on submit, until these instants.
     held: Vec<(Instant, OwnedSemaphorePermit)>,
-    /// Observed run time of a job (submission to FULFILLED seen), smoothed.
+    /// Observed run time of a job (its completion date less its submission date), smoothed.
     expected_secs: f64,
 }
 
@@ -248,7 +248,14 @@ async fn wait_for<D: Dataset>(
         };
         match status.state.as_str() {
             job_state::FULFILLED => {
-                ctx.jobs.observed_run(submitted.elapsed());
+                // The run time the API reports, else the time until FULFILLED was seen (which
+                // the poll steps inflate).
+                let reported = status
+                    .submission_date
+                    .zip(status.completion_date)
+                    .and_then(|(s, c)| (c - s).to_std().ok());
+                ctx.jobs
+                    .observed_run(reported.unwrap_or_else(|| submitted.elapsed()));
                 return Ok(None);
             }
             job_state::FAILED | job_state::CANCELLED | job_state::EXPIRED => {

@@ -73,6 +73,10 @@ pub struct FetchContext {
     pub mode: Mode,
     /// Jobs in flight (up to `max_jobs`, fewer for a while after a 429 on submit).
     pub jobs: jobs::JobPool,
+    /// Query pages requested ahead of a block's page 1, shared by all Fetchers
+    /// (`page_concurrency`): more would only wait in the RateLimiter's queue, holding tokens
+    /// that may expire there, and memory.
+    pub page_slots: Arc<tokio::sync::Semaphore>,
     /// The jobs' dataAvailabilityDate per kind, as last read (None: unknown / unavailable).
     pub availability: Mutex<Availability>,
     pub faults: FaultHooks,

@@ -108,7 +108,7 @@ async fn page<D: Dataset>(
     .await
 }
 
-/// Requests `pages` at once (up to `page_concurrency` in flight) and takes each as it
+/// Requests `pages` at once (as many as the shared page slots allow) and takes each as it
 /// arrives; true when one of them was empty (the end was passed).
 async fn pages_at_once<D: Dataset>(
     ctx: &Arc<FetchContext>,
@@ -117,18 +117,28 @@ async fn pages_at_once<D: Dataset>(
     v: &mut Verification,
     mut pages: RangeInclusive<i64>,
 ) -> Result<bool, Stop> {
-    let window = ctx.settings.page_concurrency.max(1);
     let size = ctx.settings.page_size;
     // Dropping the set (an error, a cancelled fetch) aborts the requests still in flight.
     let mut in_flight = JoinSet::new();
     let mut ended = false;
+    let mut waiting = pages.next();
     loop {
-        while in_flight.len() < window {
-            let Some(n) = pages.next() else { break };
+        // A page slot (shared by all Fetchers) per request: wait for one only when this block
+        // has nothing in flight, else take what is free and go on with the answers.
+        while let Some(n) = waiting {
+            let slot = if in_flight.is_empty() {
+                ctx.page_slots.clone().acquire_owned().await.ok()
+            } else {
+                ctx.page_slots.clone().try_acquire_owned().ok()
+            };
+            let Some(slot) = slot else { break };
             let (ctx, range, p) = (ctx.clone(), work.range, priority(work));
             in_flight.spawn_local(async move {
-                (n, D::query_page(&ctx.client, range, n, size, p).await)
+                let page = D::query_page(&ctx.client, range, n, size, p).await;
+                drop(slot);
+                (n, page)
             });
+            waiting = pages.next();
         }
         let Some(joined) = in_flight.join_next().await else {
             return Ok(ended);
