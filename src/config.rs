@@ -36,7 +36,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
 use crate::genesys::{ApiError, Credentials, GenesysSettings, Secret};
-use crate::partition::{parse_bound, BlockRules, Mode};
+use crate::plan::{parse_bound, BlockRules, Mode};
 use crate::rate::RateLimiterSettings;
 use crate::storage::write::WriterSettings;
 
@@ -95,13 +95,13 @@ pub struct FetchSettings {
     pub fetchers: Option<usize>,
     /// Query page size (the API's maximum is believed to be 100).
     pub page_size: i64,
-    /// Job results page size (API maximum 1,000; 500 by default, which bounds the memory of
-    /// pages in flight to well under 200 MB at the same throughput).
+    /// Job results page size (the API's maximum, 1,000: fewest requests; pages are streamed
+    /// to the Writer, so memory stays bounded by the pages in flight).
     pub job_page_size: i64,
     /// Results reachable by paging (pageNumber × pageSize).
     pub paging_cap: i64,
-    /// totalHits above which a day is split into hours.
-    pub busy_hits: i64,
+    /// Longest job block, in whole UTC days (the planner groups old days up to this).
+    pub job_block_days: i64,
     /// Smallest block, in minutes.
     pub min_block_minutes: i64,
     /// Verification passes over a partition before it is marked unverified.
@@ -110,14 +110,17 @@ pub struct FetchSettings {
     pub max_attempts: u32,
     /// Partition lease, renewed at a third of it.
     pub lease_secs: u64,
-    /// Async jobs running at once (counts against the org's job cap).
+    /// Async jobs in flight at once (the org's running-job limit, 5, less one; fewer for a
+    /// while after a 429 on submit).
     pub max_jobs: usize,
-    /// totalHits from which `auto` mode prefers a job over query paging.
-    pub jobs_min_hits: i64,
-    /// First job status poll delay; doubles up to `job_poll_max_secs`.
+    /// Query pages requested ahead, once a block's page 1 gave totalHits, over all Fetchers
+    /// (the RateLimiter's concurrency cap and pacing still apply on top).
+    pub page_concurrency: usize,
+    /// Expected job run time before any job was seen, and the smallest poll step; polls then
+    /// start at the observed run time and step up to `job_poll_max_secs`.
     pub job_poll_secs: f64,
     pub job_poll_max_secs: f64,
-    /// Job (re)submissions per partition pass before giving up.
+    /// Job submissions per partition (FAILED, expired, 429 on submit) before giving up.
     pub job_attempts: u32,
     /// Pages sent to the Writer and not yet acknowledged, per Fetcher.
     pub max_outstanding_pages: usize,
@@ -128,15 +131,15 @@ impl Default for FetchSettings {
         FetchSettings {
             fetchers: None,
             page_size: 100,
-            job_page_size: 500,
+            job_page_size: 1_000,
             paging_cap: 10_000,
-            busy_hits: 5_000,
+            job_block_days: 1,
             min_block_minutes: 15,
             verify_passes: 3,
             max_attempts: 5,
             lease_secs: 300,
-            max_jobs: 2,
-            jobs_min_hits: 1_000,
+            max_jobs: 4,
+            page_concurrency: 8,
             job_poll_secs: 3.0,
             job_poll_max_secs: 30.0,
             job_attempts: 3,
@@ -148,7 +151,6 @@ impl Default for FetchSettings {
 impl FetchSettings {
     pub fn block_rules(&self) -> BlockRules {
         BlockRules {
-            busy_hits: self.busy_hits,
             paging_cap: self.paging_cap,
             min_block: Duration::minutes(self.min_block_minutes),
         }
@@ -238,13 +240,13 @@ struct FileFetch {
     page_size: Option<i64>,
     job_page_size: Option<i64>,
     paging_cap: Option<i64>,
-    busy_hits: Option<i64>,
+    job_block_days: Option<i64>,
     min_block_minutes: Option<i64>,
     verify_passes: Option<u32>,
     max_attempts: Option<u32>,
     lease_secs: Option<u64>,
     max_jobs: Option<usize>,
-    jobs_min_hits: Option<i64>,
+    page_concurrency: Option<usize>,
     job_poll_secs: Option<f64>,
     job_poll_max_secs: Option<f64>,
     job_attempts: Option<u32>,
@@ -377,13 +379,13 @@ impl Config {
                 page_size,
                 job_page_size,
                 paging_cap,
-                busy_hits,
+                job_block_days,
                 min_block_minutes,
                 verify_passes,
                 max_attempts,
                 lease_secs,
                 max_jobs,
-                jobs_min_hits,
+                page_concurrency,
                 job_poll_secs,
                 job_poll_max_secs,
                 job_attempts,
@@ -465,13 +467,13 @@ impl Config {
             "SLUICE_PAGE_SIZE" => page_size,
             "SLUICE_JOB_PAGE_SIZE" => job_page_size,
             "SLUICE_PAGING_CAP" => paging_cap,
-            "SLUICE_BUSY_HITS" => busy_hits,
+            "SLUICE_JOB_BLOCK_DAYS" => job_block_days,
             "SLUICE_MIN_BLOCK_MINUTES" => min_block_minutes,
             "SLUICE_VERIFY_PASSES" => verify_passes,
             "SLUICE_MAX_ATTEMPTS" => max_attempts,
             "SLUICE_LEASE_SECS" => lease_secs,
             "SLUICE_MAX_JOBS" => max_jobs,
-            "SLUICE_JOBS_MIN_HITS" => jobs_min_hits,
+            "SLUICE_PAGE_CONCURRENCY" => page_concurrency,
             "SLUICE_JOB_POLL_SECS" => job_poll_secs,
             "SLUICE_JOB_POLL_MAX_SECS" => job_poll_max_secs,
             "SLUICE_JOB_ATTEMPTS" => job_attempts,
@@ -496,11 +498,12 @@ impl Config {
         positive(f.page_size, "page_size")?;
         positive(f.job_page_size, "job_page_size")?;
         positive(f.paging_cap, "paging_cap")?;
-        positive(f.busy_hits, "busy_hits")?;
+        positive(f.job_block_days, "job_block_days")?;
         positive(f.min_block_minutes, "min_block_minutes")?;
         positive(f.verify_passes as i64, "verify_passes")?;
         positive(f.max_attempts as i64, "max_attempts")?;
         positive(f.max_jobs as i64, "max_jobs")?;
+        positive(f.page_concurrency as i64, "page_concurrency")?;
         positive(f.job_attempts as i64, "job_attempts")?;
         positive(f.max_outstanding_pages as i64, "max_outstanding_pages")?;
         if f.lease_secs < 3 {

@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::digest::{compare_digests, load_stored_digests, DigestDiff};
 use crate::engine::{self, EngineOptions, EXIT_CONFIG, EXIT_FAILURE, EXIT_INCOMPLETE, EXIT_OK};
 use crate::genesys::model::{parse_instant, Interval};
-use crate::partition::day_start;
+use crate::plan::day_start;
 use crate::progress::ProgressMode;
 use crate::sim::{SimConfig, SimHandle};
 use crate::storage::schema::{

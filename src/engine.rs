@@ -253,7 +253,12 @@ pub async fn start(config: &Config, opts: EngineOptions) -> Result<EngineHandle,
         writer: writer.clone(),
         settings: config.fetch.clone(),
         mode: config.mode,
-        jobs: Arc::new(tokio::sync::Semaphore::new(config.fetch.max_jobs)),
+        jobs: crate::fetch::jobs::JobPool::new(
+            config.fetch.max_jobs,
+            config.fetch.job_poll_secs,
+            config.fetch.job_poll_max_secs,
+        ),
+        page_slots: Arc::new(tokio::sync::Semaphore::new(config.fetch.page_concurrency)),
         availability: Mutex::new(Availability::default()),
         faults: opts.faults.clone(),
         counters: counters.clone(),
@@ -613,11 +618,11 @@ pub fn backfill_cli(o: CliOverrides, from: &str, to: &str) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(&e, EXIT_CONFIG),
     };
-    let from = match crate::partition::parse_bound(from) {
+    let from = match crate::plan::parse_bound(from) {
         Ok(t) => t,
         Err(m) => return fail(&ConfigError::new("--from", m), EXIT_CONFIG),
     };
-    let to = match crate::partition::parse_bound(to) {
+    let to = match crate::plan::parse_bound(to) {
         Ok(t) => t,
         Err(m) => return fail(&ConfigError::new("--to", m), EXIT_CONFIG),
     };

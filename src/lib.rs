@@ -20,9 +20,10 @@ pub mod config;
 pub mod demo;
 pub mod digest;
 pub mod engine;
+pub mod fetch;
 pub mod genesys;
 pub mod metrics;
-pub mod partition;
+pub mod plan;
 pub mod progress;
 pub mod rate;
 pub mod report;
@@ -30,3 +31,6 @@ pub mod sim;
 pub mod status;
 pub mod storage;
 pub mod verify;
+
+/// The planning module's former name, kept for code written against it.
+pub use plan as partition;

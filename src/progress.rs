@@ -266,6 +266,18 @@ fn bar_message(s: &ProgressSnapshot) -> String {
     )
 }
 
+/// The closing line's samples: from the run's start to the last sample, so it reports the
+/// run's average rates.
+pub fn closing_window(started: Sample, window: &VecDeque<Sample>) -> VecDeque<Sample> {
+    let mut w = VecDeque::from([started]);
+    if let Some(last) = window.back() {
+        if last.at > started.at {
+            w.push_back(*last);
+        }
+    }
+    w
+}
+
 /// Rates are measured over this trailing window.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 
@@ -306,7 +318,10 @@ pub fn start(tracker: Arc<ProgressTracker>, mode: ProgressMode) -> ProgressRepor
     let thread = std::thread::Builder::new()
         .name("sluice-progress".into())
         .spawn(move || {
-            let mut window: VecDeque<Sample> = VecDeque::new();
+            // The run's first sample: rates need two, and the closing line reports the whole
+            // run (a run shorter than one tick would otherwise close with 0.0/s).
+            let started = tracker.sample(Instant::now());
+            let mut window: VecDeque<Sample> = VecDeque::from([started]);
             loop {
                 let stopping = !matches!(
                     stop_rx.recv_timeout(tick),
@@ -323,7 +338,14 @@ pub fn start(tracker: Arc<ProgressTracker>, mode: ProgressMode) -> ProgressRepor
                 }
                 let total = tracker.total.load(Ordering::Relaxed);
                 let failed = tracker.failed.load(Ordering::Relaxed);
-                if let Some(s) = snapshot(&window, total, failed, tracker.budget_per_minute) {
+                let whole_run;
+                let over = if stopping {
+                    whole_run = closing_window(started, &window);
+                    &whole_run
+                } else {
+                    &window
+                };
+                if let Some(s) = snapshot(over, total, failed, tracker.budget_per_minute) {
                     match &bar {
                         Some(bar) => {
                             bar.set_length(total);
@@ -450,6 +472,39 @@ mod tests {
         let s = snapshot(&one, 20, 0, 300.0).unwrap();
         assert_eq!((s.conversations_per_second, s.eta), (0.0, None));
         assert!(snapshot(&VecDeque::new(), 1, 0, 300.0).is_none());
+    }
+
+    #[test]
+    fn closing_line_reports_the_whole_run_even_when_shorter_than_a_tick() {
+        let t0 = Instant::now();
+        let started = Sample {
+            at: t0,
+            requests: 0,
+            conversations: 0,
+            finished: 0,
+        };
+        // One tick never came: the only other sample is the one taken at the stop.
+        let window = VecDeque::from([
+            started,
+            Sample {
+                at: t0 + Duration::from_secs(30),
+                requests: 147,
+                conversations: 42_000,
+                finished: 7,
+            },
+        ]);
+        let s = snapshot(&closing_window(started, &window), 7, 0, 294.0).unwrap();
+        let line = progress_line(&s);
+        assert!(line.contains("1400.0 conversations/s"), "{line}");
+        assert!(line.contains("294/294 requests/min"), "{line}");
+        // No time passed at all: no rates to report, and no division by zero.
+        let s = snapshot(
+            &closing_window(started, &VecDeque::from([started])),
+            0,
+            0,
+            294.0,
+        );
+        assert_eq!(s.map(|s| s.conversations_per_second), Some(0.0));
     }
 
     #[test]

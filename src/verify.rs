@@ -1,35 +1,22 @@
-//! Verification of one partition: the paging state machine the Fetchers drive, free of I/O so
-//! tests feed it pages directly.
+//! Verification of one block, free of I/O so tests feed it records directly.
 //!
 //! Rules it enforces (see `shared/genesys-api.md` §0, §2.2, §4.1):
 //! - Records are de-duplicated by their key (conversationId, userId): rows move between pages
-//!   while data lands, and one record is counted once per partition.
-//! - A pass pages with pageNumber until the page past the end (no records). For conversations
-//!   a short page whose totalHits equals the distinct count also ends the pass (that page *is*
-//!   the re-read of totalHits at the end); user details never stop on a short page.
-//! - At the end of a pass, distinct received == the latest totalHits → verified. Otherwise the
-//!   partition is paged again from page 1 (records already seen are kept: nothing is deleted
-//!   from history), up to `max_passes`; then it completes *unverified* with both numbers.
-//! - A block whose first page reports more hits than paging can reach (or, for a long block, a
-//!   busy day) asks to be split instead.
+//!   while data lands, and one record is counted once per block.
+//! - At the end of a pass, distinct received == totalHits → verified. The query path takes
+//!   totalHits from its pages; the jobs path, whose results carry none, from one count query
+//!   (pageSize 1) for the same interval and matching rule.
+//! - On a mismatch totalHits is re-read once per block (it is approximate while data lands);
+//!   still different, the block is fetched again (records already seen are kept: nothing is
+//!   deleted from history), up to `max_passes`; then it completes *unverified* with both
+//!   numbers.
+//! - Paging plan of a query pass: pages 1..=⌈totalHits ÷ pageSize⌉ (never past the paging
+//!   cap); only when those leave the count short does the pass go on page by page until a page
+//!   comes back empty (user-detail pages can be short mid-way).
 
 use std::collections::HashSet;
 
-use crate::genesys::model::Interval;
-use crate::partition::{needs_split, BlockRules};
-
-/// What the caller does next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Next {
-    /// Request this page number.
-    Page(i64),
-    /// Ask the Coordinator to split the block (the first page said it is too big).
-    Split { total_hits: i64 },
-    /// Paging is over: commit the completion with these numbers.
-    Finished(Tally),
-}
-
-/// The numbers a partition completes with.
+/// The numbers a block completes with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
     pub total_hits: i64,
@@ -39,82 +26,47 @@ pub struct Tally {
     pub passes: u32,
 }
 
-/// How a pass ends.
+/// What the caller does at the end of a pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndRule {
-    /// Past-the-end page, or a short page whose totalHits equals the distinct count.
-    Conversations,
-    /// Past-the-end (empty) page only: user-detail pages can be short mid-way.
-    Users,
+pub enum Verdict {
+    /// Done: commit the completion with these numbers (verified or not).
+    Finished(Tally),
+    /// Re-read totalHits with a one-row query, then call [`Verification::recounted`].
+    Recount,
+    /// Fetch the block again (a new pass has started).
+    Again,
 }
 
-/// Paging and verification state for one partition.
+/// Last page of a query pass: enough pages of `page_size` for `total_hits`, but never past
+/// what paging can reach (`paging_cap` results).
+pub fn last_page(total_hits: i64, page_size: i64, paging_cap: i64) -> i64 {
+    let size = page_size.max(1);
+    let wanted = (total_hits.max(0) + size - 1) / size;
+    wanted.min(paging_cap.max(size) / size).max(1)
+}
+
+/// Verification state for one block.
 #[derive(Debug)]
-pub struct PagedFetch {
-    block: Interval,
-    rules: BlockRules,
-    page_size: i64,
-    max_passes: u32,
-    end_rule: EndRule,
-    /// Whether the Coordinator may still split this block.
-    splittable: bool,
+pub struct Verification {
     seen: HashSet<String>,
-    page: i64,
+    max_passes: u32,
     pass: u32,
     total_hits: Option<i64>,
+    recounted: bool,
 }
 
-impl PagedFetch {
-    pub fn new(
-        block: Interval,
-        rules: BlockRules,
-        page_size: i64,
-        max_passes: u32,
-        end_rule: EndRule,
-    ) -> Self {
-        PagedFetch {
-            block,
-            rules,
-            page_size: page_size.max(1),
-            max_passes: max_passes.max(1),
-            end_rule,
-            splittable: true,
+impl Verification {
+    pub fn new(max_passes: u32) -> Self {
+        Verification {
             seen: HashSet::new(),
-            page: 1,
+            max_passes: max_passes.max(1),
             pass: 1,
             total_hits: None,
+            recounted: false,
         }
     }
 
-    /// Never ask for a split (e.g. the block is already at the minimum, or a job serves it).
-    pub fn without_split(mut self) -> Self {
-        self.splittable = false;
-        self
-    }
-
-    /// The page to request now.
-    pub fn page(&self) -> i64 {
-        self.page
-    }
-
-    pub fn page_size(&self) -> i64 {
-        self.page_size
-    }
-
-    pub fn pass(&self) -> u32 {
-        self.pass
-    }
-
-    /// Distinct records received so far.
-    pub fn received(&self) -> i64 {
-        self.seen.len() as i64
-    }
-
-    pub fn total_hits(&self) -> Option<i64> {
-        self.total_hits
-    }
-
-    /// Records a key; true when it was not seen before in this partition (write it).
+    /// Records a key; true when it was not seen before in this block (write it).
     pub fn accept(&mut self, key: &str) -> bool {
         if self.seen.contains(key) {
             false
@@ -124,77 +76,63 @@ impl PagedFetch {
         }
     }
 
-    /// After a page's records went through [`accept`](Self::accept): `records` is the number of
-    /// records on the page (`None` when the key was absent), `total_hits` what the page said.
-    pub fn end_of_page(&mut self, records: Option<usize>, total_hits: Option<i64>) -> Next {
+    /// Distinct records received so far.
+    pub fn received(&self) -> i64 {
+        self.seen.len() as i64
+    }
+
+    pub fn pass(&self) -> u32 {
+        self.pass
+    }
+
+    pub fn total_hits(&self) -> Option<i64> {
+        self.total_hits
+    }
+
+    /// The latest totalHits a page (or a count) reported.
+    pub fn set_total_hits(&mut self, total_hits: i64) {
+        self.total_hits = Some(total_hits);
+    }
+
+    fn tally(&self, verified: bool) -> Tally {
+        Tally {
+            total_hits: self.total_hits.unwrap_or(-1),
+            received: self.received(),
+            verified,
+            passes: self.pass,
+        }
+    }
+
+    /// The end of a pass: verified, a recount (once per block), another pass, or unverified.
+    pub fn end_of_pass(&mut self) -> Verdict {
+        if self.total_hits == Some(self.received()) {
+            return Verdict::Finished(self.tally(true));
+        }
+        if !self.recounted {
+            self.recounted = true;
+            return Verdict::Recount;
+        }
+        self.again_or_give_up()
+    }
+
+    /// After the recount asked for by [`end_of_pass`](Self::end_of_pass) (`None`: the count
+    /// carried no totalHits).
+    pub fn recounted(&mut self, total_hits: Option<i64>) -> Verdict {
         if let Some(t) = total_hits {
             self.total_hits = Some(t);
         }
-        let n = records.unwrap_or(0) as i64;
-        if self.pass == 1 && self.page == 1 && self.splittable {
-            if let Some(t) = self.total_hits {
-                if needs_split(self.block, t, &self.rules) {
-                    return Next::Split { total_hits: t };
-                }
-            }
+        if self.total_hits == Some(self.received()) {
+            return Verdict::Finished(self.tally(true));
         }
-        let past_end = n == 0;
-        let short_and_counted = self.end_rule == EndRule::Conversations
-            && n < self.page_size
-            && self.total_hits == Some(self.received());
-        // The API refuses pages beyond the paging cap: the pass ends there.
-        let at_cap = self.page * self.page_size >= self.rules.paging_cap;
-        if past_end || short_and_counted || at_cap {
-            return self.end_of_pass();
-        }
-        self.page += 1;
-        Next::Page(self.page)
+        self.again_or_give_up()
     }
 
-    fn end_of_pass(&mut self) -> Next {
-        let received = self.received();
-        let total_hits = self.total_hits.unwrap_or(-1);
-        if total_hits == received {
-            return Next::Finished(Tally {
-                total_hits,
-                received,
-                verified: true,
-                passes: self.pass,
-            });
-        }
+    fn again_or_give_up(&mut self) -> Verdict {
         if self.pass < self.max_passes {
             self.pass += 1;
-            self.page = 1;
-            return Next::Page(1);
-        }
-        Next::Finished(Tally {
-            total_hits,
-            received,
-            verified: false,
-            passes: self.pass,
-        })
-    }
-
-    /// For paths without totalHits on their pages (jobs): verify the distinct count against a
-    /// totalHits read separately (the synchronous query's count for the same block and rule).
-    pub fn verify_against(&mut self, total_hits: i64) -> Tally {
-        self.total_hits = Some(total_hits);
-        Tally {
-            total_hits,
-            received: self.received(),
-            verified: total_hits == self.received(),
-            passes: self.pass,
-        }
-    }
-
-    /// Starts another pass (jobs: resubmit); false when the passes are used up.
-    pub fn next_pass(&mut self) -> bool {
-        if self.pass < self.max_passes {
-            self.pass += 1;
-            self.page = 1;
-            true
+            Verdict::Again
         } else {
-            false
+            Verdict::Finished(self.tally(false))
         }
     }
 }
@@ -202,45 +140,21 @@ impl PagedFetch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::partition::parse_bound;
-
-    fn day() -> Interval {
-        Interval::new(
-            parse_bound("2026-01-01").unwrap(),
-            parse_bound("2026-01-02").unwrap(),
-        )
-    }
-
-    /// Feeds a page of keys; returns the keys that were new.
-    fn feed(f: &mut PagedFetch, keys: &[&str], total_hits: i64) -> (Vec<String>, Next) {
-        let new: Vec<String> = keys
-            .iter()
-            .filter(|k| f.accept(k))
-            .map(|k| k.to_string())
-            .collect();
-        let n = (!keys.is_empty()).then_some(keys.len());
-        (new, f.end_of_page(n, Some(total_hits)))
-    }
-
-    fn keys(range: std::ops::Range<usize>) -> Vec<String> {
-        range.map(|i| format!("c{i}")).collect()
-    }
 
     #[test]
-    fn pages_to_the_end_and_verifies() {
-        let mut f = PagedFetch::new(day(), BlockRules::default(), 3, 3, EndRule::Users);
-        let all = keys(0..7);
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        assert_eq!(feed(&mut f, &refs[0..3], 7).1, Next::Page(2));
-        assert_eq!(feed(&mut f, &refs[3..6], 7).1, Next::Page(3));
-        // A short page does not end a users pass.
-        assert_eq!(feed(&mut f, &refs[6..7], 7).1, Next::Page(4));
-        let (_, next) = feed(&mut f, &[], 7);
+    fn duplicates_are_counted_once() {
+        let mut v = Verification::new(3);
+        let new: Vec<&str> = ["a", "b", "b", "c", "a"]
+            .into_iter()
+            .filter(|k| v.accept(k))
+            .collect();
+        assert_eq!(new, vec!["a", "b", "c"]);
+        v.set_total_hits(3);
         assert_eq!(
-            next,
-            Next::Finished(Tally {
-                total_hits: 7,
-                received: 7,
+            v.end_of_pass(),
+            Verdict::Finished(Tally {
+                total_hits: 3,
+                received: 3,
                 verified: true,
                 passes: 1
             })
@@ -248,62 +162,52 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_across_pages_are_written_once_and_counted_once() {
-        let mut f = PagedFetch::new(day(), BlockRules::default(), 3, 1, EndRule::Conversations);
-        let (new1, _) = feed(&mut f, &["a", "b", "c"], 4);
-        // "c" moved down a page while data landed.
-        let (new2, next) = feed(&mut f, &["c", "d"], 4);
-        assert_eq!(new1, vec!["a", "b", "c"]);
-        assert_eq!(new2, vec!["d"]);
-        // Short page and the count matches totalHits: done without a past-the-end request.
+    fn a_mismatch_recounts_once_per_block_then_fetches_again() {
+        let mut v = Verification::new(3);
+        v.accept("a");
+        v.set_total_hits(2);
+        assert_eq!(v.end_of_pass(), Verdict::Recount);
+        // The count still says 2: another pass.
+        assert_eq!(v.recounted(Some(2)), Verdict::Again);
+        assert_eq!(v.pass(), 2);
+        // The second pass is still short: no second recount, a third pass.
+        assert_eq!(v.end_of_pass(), Verdict::Again);
+        v.accept("b");
         assert!(matches!(
-            next,
-            Next::Finished(Tally {
+            v.end_of_pass(),
+            Verdict::Finished(Tally {
                 verified: true,
-                received: 4,
+                passes: 3,
                 ..
             })
         ));
     }
 
     #[test]
-    fn a_missing_record_triggers_a_second_pass_that_finds_it() {
-        let mut f = PagedFetch::new(day(), BlockRules::default(), 2, 3, EndRule::Conversations);
-        feed(&mut f, &["a", "b"], 4);
-        // "c" moved from page 2 to page 1 between requests: page 2 shows "d" only.
-        let (_, next) = feed(&mut f, &["d"], 4);
-        assert_eq!(next, Next::Page(3));
-        let (_, next) = feed(&mut f, &[], 4);
-        assert_eq!(next, Next::Page(1), "3 of 4 seen: page again");
-        assert_eq!(f.pass(), 2);
-        let (new, _) = feed(&mut f, &["a", "b"], 4);
-        assert!(new.is_empty());
-        let (new, next) = feed(&mut f, &["c", "d"], 4);
-        assert_eq!(new, vec!["c"]);
-        assert_eq!(next, Next::Page(3));
-        let (_, next) = feed(&mut f, &[], 4);
+    fn a_drifted_total_is_settled_by_the_recount() {
+        let mut v = Verification::new(1);
+        v.accept("a");
+        v.accept("b");
+        v.set_total_hits(3);
+        assert_eq!(v.end_of_pass(), Verdict::Recount);
         assert!(matches!(
-            next,
-            Next::Finished(Tally {
-                verified: true,
-                passes: 2,
-                ..
-            })
+            v.recounted(Some(2)),
+            Verdict::Finished(Tally { verified: true, .. })
         ));
     }
 
     #[test]
     fn persistent_mismatch_ends_unverified_with_both_numbers() {
-        let mut f = PagedFetch::new(day(), BlockRules::default(), 10, 2, EndRule::Conversations);
-        feed(&mut f, &["a", "b"], 3);
-        assert_eq!(feed(&mut f, &[], 3).1, Next::Page(1));
-        feed(&mut f, &["a", "b"], 3);
-        let (_, next) = feed(&mut f, &[], 3);
+        let mut v = Verification::new(2);
+        v.accept("a");
+        v.set_total_hits(3);
+        assert_eq!(v.end_of_pass(), Verdict::Recount);
+        assert_eq!(v.recounted(Some(3)), Verdict::Again);
         assert_eq!(
-            next,
-            Next::Finished(Tally {
+            v.end_of_pass(),
+            Verdict::Finished(Tally {
                 total_hits: 3,
-                received: 2,
+                received: 1,
                 verified: false,
                 passes: 2
             })
@@ -311,63 +215,11 @@ mod tests {
     }
 
     #[test]
-    fn drifted_total_hits_on_a_middle_page_is_reread_at_the_end() {
-        let mut f = PagedFetch::new(day(), BlockRules::default(), 2, 1, EndRule::Conversations);
-        feed(&mut f, &["a", "b"], 4);
-        feed(&mut f, &["c", "d"], 5); // drift
-        let (_, next) = feed(&mut f, &[], 4); // the past-the-end page re-reads it
-        assert!(matches!(
-            next,
-            Next::Finished(Tally {
-                verified: true,
-                total_hits: 4,
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn too_many_hits_on_the_first_page_asks_for_a_split() {
-        let rules = BlockRules {
-            busy_hits: 50,
-            paging_cap: 100,
-            ..BlockRules::default()
-        };
-        let mut f = PagedFetch::new(day(), rules, 10, 1, EndRule::Conversations);
-        assert_eq!(feed(&mut f, &["a"], 51).1, Next::Split { total_hits: 51 });
-        // An unsplittable block pages up to the cap and ends unverified.
-        let mut f = PagedFetch::new(day(), rules, 50, 1, EndRule::Conversations).without_split();
-        let page: Vec<String> = keys(0..50);
-        let refs: Vec<&str> = page.iter().map(String::as_str).collect();
-        assert_eq!(feed(&mut f, &refs, 150).1, Next::Page(2));
-        let page: Vec<String> = keys(50..100);
-        let refs: Vec<&str> = page.iter().map(String::as_str).collect();
-        assert!(matches!(
-            feed(&mut f, &refs, 150).1,
-            Next::Finished(Tally {
-                verified: false,
-                received: 100,
-                total_hits: 150,
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn jobs_verify_against_a_separate_count() {
-        let mut f = PagedFetch::new(
-            day(),
-            BlockRules::default(),
-            1000,
-            2,
-            EndRule::Conversations,
-        );
-        for k in ["a", "b", "b", "c"] {
-            f.accept(k);
-        }
-        assert!(f.verify_against(3).verified);
-        assert!(!f.verify_against(4).verified);
-        assert!(f.next_pass());
-        assert!(!f.next_pass());
+    fn last_page_fits_the_hits_and_the_paging_cap() {
+        assert_eq!(last_page(6_000, 100, 10_000), 60);
+        assert_eq!(last_page(6_001, 100, 10_000), 61);
+        assert_eq!(last_page(0, 100, 10_000), 1);
+        assert_eq!(last_page(50_000, 100, 10_000), 100);
+        assert_eq!(last_page(400, 100, 150), 1);
     }
 }

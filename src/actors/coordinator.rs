@@ -17,65 +17,22 @@ use std::sync::Arc;
 use actix::prelude::*;
 use chrono::{DateTime, DurationRound, Utc};
 
-use crate::actors::fetcher::{CancelFetch, FetchContext, FetchDone, FetchPartition, Fetcher};
+use crate::actors::fetcher::{CancelFetch, FetchDone, FetchPartition, Fetcher};
+pub use crate::actors::work::{Outcome, Work, WorkPriority};
 use crate::actors::writer::{
     FailPartition, Flush, LeasePartition, LoadPartitions, PlanPartitions, ReleasePartition,
     ReopenPartitions, SplitPartition, Writer,
 };
 use crate::clock::SharedClock;
-use crate::partition::{watermark, Mode};
+use crate::fetch::FetchContext;
+use crate::plan::{choose_path, group_job_days, watermark, Mode, Path};
 use crate::progress::{FinishedPartition, ProgressTracker};
 use crate::storage::checkpoint::{NewPartition, PartitionRow, PartitionStatus};
 
 use crate::genesys::model::Interval;
-use crate::partition::plan_blocks;
+use crate::plan::plan_blocks;
 use crate::storage::checkpoint::Dataset;
 use crate::verify::Tally;
-
-/// Which queue a partition waits in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum WorkPriority {
-    /// Catch-up (newest data, re-fetches of in-progress conversations).
-    CatchUp = 0,
-    Backfill = 1,
-}
-
-/// One partition to fetch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Work {
-    pub id: i64,
-    pub dataset: Dataset,
-    pub range: Interval,
-    /// Whether the block lies before the watermark (its data is final).
-    pub is_final: bool,
-    pub priority: WorkPriority,
-    /// Attempts in this run.
-    pub attempts: u32,
-    /// Not before this instant (a lease still held elsewhere).
-    pub not_before: Option<DateTime<Utc>>,
-    /// The watermark when it was handed out: a conversation that ended before it is final.
-    pub watermark: Option<DateTime<Utc>>,
-}
-
-/// How a Fetcher's work on a partition ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Completion committed with the last rows (verified or not, per the tally).
-    Completed(Tally),
-    /// The block is too big for one partition: split it into these.
-    Split {
-        children: Vec<Interval>,
-        reason: String,
-    },
-    /// Transient failure (or the Fetcher crashed): try again later.
-    Retry { error: String },
-    /// Permanent failure (e.g. a 400 the API will always give): fail it now.
-    Fail { error: String },
-    /// Given back (shutdown).
-    Released,
-    /// The lease was lost (another owner took it over): drop it.
-    LeaseLost,
-}
 
 /// What the actor must do after an outcome.
 #[derive(Debug, Clone, PartialEq)]
@@ -530,6 +487,7 @@ impl Coordinator {
             now,
             provisional: self.settings.provisional,
             mode: self.settings.mode,
+            job_block_days: self.fetch.settings.job_block_days,
             priority,
         };
         self.pending_ops += 1;
@@ -722,6 +680,8 @@ impl Coordinator {
                                             id: r.id,
                                             dataset: r.dataset,
                                             range: Interval::new(r.range_start, r.range_end),
+                                            // Pieces of a query split stay on the query.
+                                            path: Path::Query,
                                             is_final: parent.is_final,
                                             priority: parent.priority,
                                             attempts: 0,
@@ -928,6 +888,7 @@ struct RoundInput {
     now: DateTime<Utc>,
     provisional: bool,
     mode: Mode,
+    job_block_days: i64,
     priority: WorkPriority,
 }
 
@@ -964,6 +925,7 @@ async fn run_round(input: RoundInput) -> Result<Planned, String> {
         return Ok(planned);
     }
     for &dataset in &input.datasets {
+        let availability = input.fetch.availability_for(dataset);
         let rows = ask(
             &input.writer,
             LoadPartitions {
@@ -1009,10 +971,12 @@ async fn run_round(input: RoundInput) -> Result<Planned, String> {
         let mut work: Vec<Work> = Vec::new();
         for (id, is_final) in &round.run {
             if let Some(r) = by_id.get(id) {
+                let range = Interval::new(r.range_start, r.range_end);
                 work.push(Work {
                     id: r.id,
                     dataset,
-                    range: Interval::new(r.range_start, r.range_end),
+                    range,
+                    path: choose_path(range, input.mode, availability),
                     is_final: *is_final,
                     priority: input.priority,
                     attempts: 0,
@@ -1021,8 +985,14 @@ async fn run_round(input: RoundInput) -> Result<Planned, String> {
                 });
             }
         }
-        let new: Vec<NewPartition> = round
-            .new_final
+        // Old whole days a job serves may be grouped into longer job blocks (conversations:
+        // user-detail counts are per day document, so users keep one day per block).
+        let job_days = match dataset {
+            Dataset::Conversations => input.job_block_days,
+            Dataset::Users => 1,
+        };
+        let new_final = group_job_days(round.new_final, input.mode, availability, job_days);
+        let new: Vec<NewPartition> = new_final
             .iter()
             .chain(round.new_provisional.iter())
             .map(|iv| NewPartition {
@@ -1039,10 +1009,12 @@ async fn run_round(input: RoundInput) -> Result<Planned, String> {
                 if r.status == PartitionStatus::Done {
                     continue;
                 }
+                let range = Interval::new(r.range_start, r.range_end);
                 work.push(Work {
                     id: r.id,
                     dataset,
-                    range: Interval::new(r.range_start, r.range_end),
+                    range,
+                    path: choose_path(range, input.mode, availability),
                     is_final: r.range_end <= input.watermark,
                     priority: input.priority,
                     attempts: 0,
@@ -1063,7 +1035,7 @@ async fn run_round(input: RoundInput) -> Result<Planned, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::partition::parse_bound;
+    use crate::plan::parse_bound;
 
     fn t(s: &str) -> DateTime<Utc> {
         parse_bound(s).unwrap()
@@ -1075,6 +1047,7 @@ mod tests {
             id,
             dataset: Dataset::Conversations,
             range: Interval::new(start, start + chrono::Duration::days(1)),
+            path: Path::Query,
             is_final: true,
             priority,
             attempts: 0,

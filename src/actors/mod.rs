@@ -2,4 +2,5 @@
 pub mod coordinator;
 pub mod fetcher;
 pub mod rate_limiter;
+pub mod work;
 pub mod writer;

@@ -29,8 +29,13 @@ fn a_fetcher_panic_mid_partition_is_survived() {
     let sim = start(small_config());
     let db = TestDb::sqlite();
     let range = two_days(&sim);
-    // Pages of 25: a day is 16 pages, so the 5th page is in the middle of a partition.
-    let cfg = config(&sim, &db, &[("SLUICE_PAGE_SIZE", "25")]);
+    // Pages of 25 (query and job results alike): a day is 16 pages, so the 5th page is in the
+    // middle of a partition.
+    let cfg = config(
+        &sim,
+        &db,
+        &[("SLUICE_PAGE_SIZE", "25"), ("SLUICE_JOB_PAGE_SIZE", "25")],
+    );
     let mut opts = backfill_opts(&sim, range.start, range.end);
     opts.faults = FaultHooks::panic_after_pages(5);
     let report = backfill(&cfg, opts);
@@ -54,7 +59,15 @@ fn partitions_too_large_for_the_paging_cap_are_split() {
     });
     let db = TestDb::mysql();
     let range = two_days(&sim);
-    let cfg = config(&sim, &db, &[("SLUICE_DATASETS", "conversations")]);
+    // The query path (a job block is never split for the query's paging cap).
+    let cfg = config(
+        &sim,
+        &db,
+        &[
+            ("SLUICE_DATASETS", "conversations"),
+            ("SLUICE_MODE", "query"),
+        ],
+    );
     let report = backfill(&cfg, backfill_opts(&sim, range.start, range.end));
     assert!(report.complete(), "{report:?}");
     assert_matches_truth(&sim, &db, range, false);
@@ -191,7 +204,12 @@ fn a_restart_after_an_interrupted_run_completes_it_without_duplicates() {
     let db = TestDb::mysql();
     let today = sluice::partition::day_start(sim.now());
     let range = Interval::new(today - Duration::days(3), today);
-    let cfg = config(&sim, &db, &[("SLUICE_PAGE_SIZE", "20")]);
+    // The query path: pages of 20, so a day is many pages and the stop falls mid-run.
+    let cfg = config(
+        &sim,
+        &db,
+        &[("SLUICE_PAGE_SIZE", "20"), ("SLUICE_MODE", "query")],
+    );
     // Stop once some pages have been fetched, in the middle of the run.
     let first = with_engine(
         &cfg,
@@ -252,6 +270,7 @@ fn faults_and_tight_limits(db: TestDb) {
         &sim,
         &db,
         &[
+            ("SLUICE_MODE", "query"),
             ("SLUICE_PAGE_SIZE", "4"),
             ("SLUICE_RATE_PER_MINUTE", "900"),
             ("SLUICE_RATE_WINDOW_SECS", "2"),
