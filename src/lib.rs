@@ -20,6 +20,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod genesys;
+pub mod leader;
 pub mod metrics;
 pub mod partition;
 pub mod progress;

@@ -56,6 +56,7 @@ pub const METRIC_DOCS: &[(&str, &str, &str)] = &[
     ("sluice_watermark_lag_seconds", "gauge", "seconds between the watermark (now minus the finality delay) and the end of the verified, contiguous history; 0 when caught up"),
     ("sluice_run_start_time_seconds", "gauge", "Unix time (seconds) the current run started"),
     ("sluice_build_info", "gauge", "always 1; label `version` is the Sluice version"),
+    ("sluice_instance_role", "gauge", "1 for this instance's role, 0 for the other: `role` is `active` (holds the OAuth client's leader lease and fetches) or `standby` (waits to take over)"),
 ];
 
 /// State of the RateLimiter at scrape time (a plain copy of its state snapshot).
@@ -130,6 +131,10 @@ pub enum TokenHealth {
 
 const LAST_ERRORS_KEPT: usize = 20;
 
+const ROLE_UNKNOWN: u8 = 0;
+const ROLE_ACTIVE: u8 = 1;
+const ROLE_STANDBY: u8 = 2;
+
 #[derive(Debug)]
 struct EventState {
     last_errors: VecDeque<AttemptError>,
@@ -162,6 +167,9 @@ pub struct Metrics {
     writer_batch_seconds: Gauge,
     watermark_lag: Gauge,
     run_start: Gauge,
+    instance_role: IntGaugeVec,
+    /// This instance's role (`ROLE_*`), for `/status`.
+    role: std::sync::atomic::AtomicU8,
     /// Serialises scrapes (cumulative sources are turned into counter increments).
     scrape: Mutex<()>,
     events: Mutex<EventState>,
@@ -263,6 +271,8 @@ impl Metrics {
             writer_batch_seconds: reg!(Gauge::with_opts(opts("sluice_writer_batch_seconds"))?),
             watermark_lag: reg!(Gauge::with_opts(opts("sluice_watermark_lag_seconds"))?),
             run_start: reg!(Gauge::with_opts(opts("sluice_run_start_time_seconds"))?),
+            instance_role: reg!(IntGaugeVec::new(opts("sluice_instance_role"), &["role"])?),
+            role: std::sync::atomic::AtomicU8::new(ROLE_UNKNOWN),
             scrape: Mutex::new(()),
             events: Mutex::new(EventState {
                 last_errors: VecDeque::new(),
@@ -316,6 +326,30 @@ impl Metrics {
                 push_error(&mut ev, endpoint, status_label);
             }
             None => push_error(&mut ev, endpoint, status_label),
+        }
+    }
+
+    /// Note this instance's role (`sluice_instance_role`): `active` or `standby`.
+    pub fn set_instance_role(&self, active: bool) {
+        let (on, off) = if active {
+            ("active", "standby")
+        } else {
+            ("standby", "active")
+        };
+        self.instance_role.with_label_values(&[on]).set(1);
+        self.instance_role.with_label_values(&[off]).set(0);
+        self.role.store(
+            if active { ROLE_ACTIVE } else { ROLE_STANDBY },
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// This instance's role as last set: `active`, `standby`, or `None` before the first.
+    pub fn instance_role(&self) -> Option<&'static str> {
+        match self.role.load(std::sync::atomic::Ordering::Relaxed) {
+            ROLE_ACTIVE => Some("active"),
+            ROLE_STANDBY => Some("standby"),
+            _ => None,
         }
     }
 

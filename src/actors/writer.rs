@@ -44,7 +44,7 @@ use actix::dev::{MessageResponse, OneshotSender};
 use actix::{Actor, Addr, Handler, Message, MessageResult, SyncArbiter, SyncContext};
 use chrono::{DateTime, Utc};
 
-use crate::storage::checkpoint::{self, Dataset, NewPartition, PartitionRow};
+use crate::storage::checkpoint::{self, Dataset, LeaseAnswer, NewPartition, PartitionRow};
 use crate::storage::write::BatchWriter;
 pub use crate::storage::write::{
     ConversationRecord, PageRecords, PageWrite, PartitionCompletion, WriteCounters, WriterConfig,
@@ -98,8 +98,8 @@ impl Message for ReclaimDeadLeases {
     type Result = Result<usize, StorageError>;
 }
 
-/// Leases a partition (pending, unverified, failed, or running with an expired lease);
-/// `None` when it is not available.
+/// Leases a partition (pending, unverified, failed, or running with an expired lease); the
+/// answer says why not when it is not available (held elsewhere until when, or finished).
 #[derive(Debug, Clone)]
 pub struct LeasePartition {
     pub id: i64,
@@ -107,7 +107,7 @@ pub struct LeasePartition {
     pub lease_for: Duration,
 }
 impl Message for LeasePartition {
-    type Result = Result<Option<String>, StorageError>;
+    type Result = Result<LeaseAnswer, StorageError>;
 }
 
 /// Extends a held lease; false when it was lost.
@@ -142,10 +142,12 @@ impl Message for FailPartition {
     type Result = Result<(), StorageError>;
 }
 
-/// Replaces a partition by smaller children (parent `split`, children `pending`).
+/// Replaces a partition by smaller children (parent `split`, children `pending`); fenced by
+/// the parent's lease token.
 #[derive(Debug, Clone)]
 pub struct SplitPartition {
     pub id: i64,
+    pub token: String,
     pub children: Vec<(DateTime<Utc>, DateTime<Utc>)>,
 }
 impl Message for SplitPartition {
@@ -170,6 +172,27 @@ pub struct NonFinalConversations {
 }
 impl Message for NonFinalConversations {
     type Result = Result<Vec<(String, DateTime<Utc>)>, StorageError>;
+}
+
+/// Partitions waiting for a fetcher, whoever planned them (pending, or running under an
+/// expired lease): the active service fetches them too.
+#[derive(Debug, Clone)]
+pub struct WaitingPartitions {
+    pub datasets: Vec<Dataset>,
+}
+impl Message for WaitingPartitions {
+    type Result = Result<Vec<PartitionRow>, StorageError>;
+}
+
+/// A standby backfill hands its range to the active instance (unverified/failed → pending).
+#[derive(Debug, Clone)]
+pub struct HandOverRange {
+    pub datasets: Vec<Dataset>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+impl Message for HandOverRange {
+    type Result = Result<usize, StorageError>;
 }
 
 /// Opens an `ingest_runs` row; returns its id.
@@ -467,8 +490,8 @@ checkpoint_handler!(LoadPartitions, Vec<PartitionRow>, |core, m, c, _now| {
 checkpoint_handler!(ReclaimDeadLeases, usize, |core, m, c, now| {
     checkpoint::reclaim_dead_leases(c, &m.this_host, process_alive, now)
 });
-checkpoint_handler!(LeasePartition, Option<String>, |core, m, c, now| {
-    checkpoint::lease_partition(c, m.id, &m.owner, m.lease_for, now)
+checkpoint_handler!(LeasePartition, LeaseAnswer, |core, m, c, now| {
+    checkpoint::try_lease_partition(c, m.id, &m.owner, m.lease_for, now)
 });
 checkpoint_handler!(RenewLease, bool, |core, m, c, now| {
     checkpoint::renew_lease(c, m.id, &m.token, m.lease_for, now)
@@ -480,7 +503,7 @@ checkpoint_handler!(FailPartition, (), |core, m, c, now| {
     checkpoint::fail_partition(c, m.id, &m.token, &m.error, now).map(|_| ())
 });
 checkpoint_handler!(SplitPartition, Vec<PartitionRow>, |core, m, c, now| {
-    checkpoint::split_partition(c, m.id, &m.children, now)
+    checkpoint::split_partition(c, m.id, &m.token, &m.children, now)
 });
 checkpoint_handler!(ReopenPartitions, usize, |core, m, c, now| {
     checkpoint::reopen_partitions(c, m.dataset, m.from, m.to, now)
@@ -490,6 +513,12 @@ checkpoint_handler!(
     Vec<(String, DateTime<Utc>)>,
     |core, m, c, _now| checkpoint::non_final_conversations(c, m.before)
 );
+checkpoint_handler!(WaitingPartitions, Vec<PartitionRow>, |core, m, c, now| {
+    crate::storage::instances::waiting_partitions(c, &m.datasets, now)
+});
+checkpoint_handler!(HandOverRange, usize, |core, m, c, now| {
+    crate::storage::instances::hand_over_range(c, &m.datasets, m.from, m.to, now)
+});
 checkpoint_handler!(StartRun, i64, |core, m, c, now| {
     checkpoint::start_run(c, &m.command, m.range, now)
 });
