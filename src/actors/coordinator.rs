@@ -905,8 +905,9 @@ impl Coordinator {
 
     fn adopt_waiting(&mut self, ctx: &mut Context<Self>) {
         self.polling = true;
+        // Every dataset: a backfill beside the service may ask for one the service does not.
         let msg = WaitingPartitions {
-            datasets: self.settings.datasets.clone(),
+            datasets: vec![Dataset::Conversations, Dataset::Users],
         };
         ctx.spawn(self.writer.send(msg).into_actor(self).map(|res, act, ctx| {
             act.polling = false;
@@ -1479,6 +1480,23 @@ mod tests {
         assert!(s.next(now).is_none());
         let w = s.next(now + chrono::Duration::seconds(30)).unwrap();
         assert_eq!(w.attempts, 1);
+    }
+
+    #[test]
+    fn a_partition_finished_elsewhere_leaves_the_queue_and_counts_when_done() {
+        let now = t("2026-02-01");
+        let mut s = Schedule::new(3);
+        s.enqueue(work(1, "2026-01-01", WorkPriority::Backfill));
+        s.enqueue(work(2, "2026-01-02", WorkPriority::Backfill));
+        let a = s.next(now).unwrap();
+        let b = s.next(now).unwrap();
+        assert!(s.is_known(a.id) && s.is_known(b.id));
+        s.finished_elsewhere(a.id, PartitionStatus::Done);
+        s.finished_elsewhere(b.id, PartitionStatus::Split);
+        assert!(s.is_idle(), "nothing is re-queued: a backfill can end");
+        assert_eq!(s.summary.done, 1);
+        assert!(s.summary.all_verified());
+        assert!(!s.is_known(a.id));
     }
 
     #[test]
