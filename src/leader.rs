@@ -34,6 +34,9 @@ pub struct LeaderSettings {
     pub client_key: String,
     /// This instance (`sluice@HOST:PID`), also its partition-lease owner name.
     pub instance: String,
+    /// `sluice@HOST:`: a holder with this prefix whose process is gone (kill -9 on this host)
+    /// is taken over at once instead of after the lease.
+    pub host_prefix: String,
     /// `backfill`, `run`, … (shown by `sluice status`).
     pub command: String,
     pub lease_for: Duration,
@@ -122,6 +125,10 @@ impl Keeper {
 
     /// One poll: claim or renew, step down when the lease cannot be proven held.
     fn poll(&mut self) -> Role {
+        if matches!(&self.settings.url, DatabaseUrl::Sqlite(p) if p.as_os_str() == ":memory:") {
+            // A private in-memory database cannot be shared: no other instance to wait for.
+            return Role::Active;
+        }
         let now = Utc::now();
         let (key, instance, lease_for) = (
             self.settings.client_key.clone(),
@@ -129,9 +136,28 @@ impl Keeper {
             self.settings.lease_for,
         );
         let token = self.token.clone();
-        let answer = self
-            .conn()
-            .and_then(|c| instances::claim_leader(c, &key, &instance, &token, lease_for, now));
+        let host = self.settings.host_prefix.clone();
+        let answer = self.conn().and_then(|c| {
+            match instances::claim_leader(c, &key, &instance, &token, lease_for, now)? {
+                LeaderAnswer::HeldElsewhere { holder, until } => {
+                    let dead = holder
+                        .strip_prefix(host.as_str())
+                        .and_then(|pid| pid.parse::<u32>().ok())
+                        .is_some_and(|pid| !crate::actors::writer::process_alive(pid));
+                    if dead
+                        && instances::take_over_leader(
+                            c, &key, &holder, &instance, &token, lease_for, now,
+                        )?
+                    {
+                        log::info!("{holder} (this host) has ended: taking its leader lease over");
+                        Ok(LeaderAnswer::Held)
+                    } else {
+                        Ok(LeaderAnswer::HeldElsewhere { holder, until })
+                    }
+                }
+                held => Ok(held),
+            }
+        });
         let role = match answer {
             Ok(LeaderAnswer::Held) => {
                 if self.role != Some(Role::Active) {

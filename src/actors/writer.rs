@@ -574,7 +574,7 @@ pub fn prepare_database(url: &DatabaseUrl, config: &WriterConfig) -> Result<(), 
 
 /// Whether process `pid` exists on this host (signal 0 probes without signalling). Our own pid
 /// counts as dead: a lease under it was taken by an earlier process that had the same pid.
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return false;
     }

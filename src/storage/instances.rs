@@ -115,6 +115,34 @@ pub fn claim_leader(
     })
 }
 
+/// Takes the leader lease of `client_key` over from `dead_holder`, a process of this host that
+/// no longer exists (kill -9, crash): the restarted instance need not wait for the lease to
+/// expire. False when someone else changed the row meanwhile.
+pub fn take_over_leader(
+    conn: &mut Connection,
+    client_key: &str,
+    dead_holder: &str,
+    holder: &str,
+    token: &str,
+    lease_for: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Result<bool, StorageError> {
+    let expires = db_time(now + chrono::Duration::from_std(lease_for).unwrap_or_default());
+    let n = dispatch!(conn, |c| diesel::update(
+        il::table
+            .filter(il::client_key.eq(client_key))
+            .filter(il::holder.eq(dead_holder))
+    )
+    .set((
+        il::holder.eq(holder),
+        il::token.eq(token),
+        il::expires_at.eq(expires),
+        il::updated_at.eq(db_time(now)),
+    ))
+    .execute(c))?;
+    Ok(n == 1)
+}
+
 /// Gives the leader lease up (graceful stop) if `token` still holds it: a standby takes over
 /// at its next poll instead of after `lease_secs`.
 pub fn release_leader(

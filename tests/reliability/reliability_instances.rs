@@ -120,8 +120,15 @@ fn backfills_with_leader_killed(n: usize, seed: u64) {
     let _mariadb = common::db::mariadb_shared();
     let db = ScratchDb::mysql("sluice_instances").expect("MariaDB scratch database");
     let cmd = instance(backfill_cmd(&dir, &sim, &db, &org));
+    // Each on a host of its own (HOSTNAME names the instance): the killed leader's lease must
+    // expire, as when a host is lost (on one host a dead process is seen at once).
     let mut procs: Vec<SluiceProcess> = (0..n)
-        .map(|i| cmd.spawn(&format!("instance-{i}")).expect("spawn backfill"))
+        .map(|i| {
+            cmd.clone()
+                .env("HOSTNAME", format!("host-{i}"))
+                .spawn(&format!("instance-{i}"))
+                .expect("spawn backfill")
+        })
         .collect();
     let logs = |procs: &[SluiceProcess]| {
         procs

@@ -218,6 +218,17 @@ fn one_leader_per_client_takeover_after_expiry_and_release() {
         // b gives it up (graceful stop): c takes it at once.
         assert!(instances::release_leader(conn, key, "tb", now + secs(42)).unwrap());
         assert_eq!(claim(conn, "c", "tc", now + secs(43)), LeaderAnswer::Held);
+        // A restarted process of the same host takes over from its dead predecessor at once,
+        // but only from the holder it saw.
+        let take = |conn: &mut Connection, dead: &str| {
+            instances::take_over_leader(conn, key, dead, "d", "td", LEASE, now + secs(44)).unwrap()
+        };
+        assert!(!take(conn, "a"));
+        assert!(take(conn, "c"));
+        assert!(matches!(
+            claim(conn, "c", "tc", now + secs(45)),
+            LeaderAnswer::HeldElsewhere { .. }
+        ));
     }
 }
 
