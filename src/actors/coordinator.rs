@@ -269,6 +269,44 @@ impl Schedule {
     }
 }
 
+/// The summary of a range as the checkpoint holds it, once no partition of it is pending or
+/// running (`None` before): what a standby backfill reports when others did the work.
+pub fn range_summary(rows: &[PartitionRow]) -> Option<Summary> {
+    let open = rows.iter().any(|r| {
+        matches!(
+            r.status,
+            PartitionStatus::Pending | PartitionStatus::Running
+        )
+    });
+    if open {
+        return None;
+    }
+    let mut summary = Summary::default();
+    for r in rows {
+        let iv = Interval::new(r.range_start, r.range_end);
+        match r.status {
+            PartitionStatus::Done => summary.done += 1,
+            PartitionStatus::Unverified => summary.unverified.push((
+                r.dataset,
+                iv,
+                Tally {
+                    total_hits: r.total_hits.unwrap_or(0),
+                    received: r.received.unwrap_or(0),
+                    verified: false,
+                    passes: 0,
+                },
+            )),
+            PartitionStatus::Failed => {
+                summary
+                    .failed
+                    .push((r.dataset, iv, r.last_error.clone().unwrap_or_default()))
+            }
+            _ => {}
+        }
+    }
+    Some(summary)
+}
+
 /// What the checkpoint already holds for one partition (enough to plan a round).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PlannedView {
@@ -605,7 +643,9 @@ impl Coordinator {
                             Phase::CatchUp
                         };
                     }
-                    if act.role == Role::Standby && act.phase != Phase::Finished {
+                    if act.role == Role::Standby
+                        && matches!(act.phase, Phase::Backfill | Phase::CatchUp)
+                    {
                         act.phase = Phase::Standby;
                     }
                 }
@@ -990,38 +1030,9 @@ impl Coordinator {
             if act.role != Role::Standby || act.phase != Phase::Standby {
                 return;
             }
-            let open = rows.iter().any(|r| {
-                matches!(
-                    r.status,
-                    PartitionStatus::Pending | PartitionStatus::Running
-                )
-            });
-            if open {
+            let Some(summary) = range_summary(&rows) else {
                 return;
-            }
-            let mut summary = Summary::default();
-            for r in &rows {
-                let iv = Interval::new(r.range_start, r.range_end);
-                match r.status {
-                    PartitionStatus::Done => summary.done += 1,
-                    PartitionStatus::Unverified => summary.unverified.push((
-                        r.dataset,
-                        iv,
-                        Tally {
-                            total_hits: r.total_hits.unwrap_or(0),
-                            received: r.received.unwrap_or(0),
-                            verified: false,
-                            passes: 0,
-                        },
-                    )),
-                    PartitionStatus::Failed => summary.failed.push((
-                        r.dataset,
-                        iv,
-                        r.last_error.clone().unwrap_or_default(),
-                    )),
-                    _ => {}
-                }
-            }
+            };
             log::info!(
                 "every partition of the range is finished (by the active instance): {} done",
                 summary.done
@@ -1497,6 +1508,54 @@ mod tests {
         assert_eq!(s.summary.done, 1);
         assert!(s.summary.all_verified());
         assert!(!s.is_known(a.id));
+    }
+
+    fn row(id: i64, day: &str, status: PartitionStatus) -> PartitionRow {
+        let start = t(day);
+        PartitionRow {
+            id,
+            dataset: Dataset::Conversations,
+            range_start: start,
+            range_end: start + chrono::Duration::days(1),
+            status,
+            attempts: 1,
+            total_hits: Some(10),
+            received: Some(if status == PartitionStatus::Unverified {
+                9
+            } else {
+                10
+            }),
+            verified_at: None,
+            last_error: (status == PartitionStatus::Failed).then(|| "HTTP 400".to_string()),
+            lease_owner: None,
+            lease_token: None,
+            lease_expires_at: None,
+            updated_at: start,
+            is_final: true,
+        }
+    }
+
+    #[test]
+    fn a_followed_range_ends_when_nothing_is_pending_or_running_with_its_verdict() {
+        use PartitionStatus::*;
+        let mut rows = vec![
+            row(1, "2026-01-01", Done),
+            row(2, "2026-01-02", Running),
+            row(3, "2026-01-03", Pending),
+        ];
+        assert_eq!(range_summary(&rows), None);
+        rows[1].status = Done;
+        rows[2].status = Done;
+        let s = range_summary(&rows).unwrap();
+        assert_eq!(s.done, 3);
+        assert!(s.all_verified(), "exit 0");
+        rows[1] = row(2, "2026-01-02", Unverified);
+        rows[2] = row(3, "2026-01-03", Failed);
+        let s = range_summary(&rows).unwrap();
+        assert_eq!((s.done, s.unverified.len(), s.failed.len()), (1, 1, 1));
+        assert_eq!(s.unverified[0].2.received, 9);
+        assert_eq!(s.failed[0].2, "HTTP 400");
+        assert!(!s.all_verified(), "exit 3");
     }
 
     #[test]
