@@ -281,6 +281,10 @@ impl Metrics {
             }),
             registry,
         };
+        // Both roles exported from the start (0 until the leader lease answers).
+        for role in ["active", "standby"] {
+            m.instance_role.with_label_values(&[role]).set(0);
+        }
         let build = GaugeVec::new(opts("sluice_build_info"), &["version"])?;
         m.registry.register(Box::new(build.clone()))?;
         build
@@ -542,6 +546,26 @@ mod tests {
             METRIC_DOCS.len(),
             "undocumented metric in {names:?}"
         );
+    }
+
+    #[test]
+    fn the_instance_role_gauge_shows_one_role_at_a_time() {
+        let m = Metrics::new().unwrap();
+        assert_eq!(m.instance_role(), None);
+        let shown = |m: &Metrics| {
+            let text = m.render(&ScrapeSnapshot::default()).unwrap();
+            (
+                text.contains("sluice_instance_role{role=\"active\"} 1"),
+                text.contains("sluice_instance_role{role=\"standby\"} 1"),
+            )
+        };
+        assert_eq!(shown(&m), (false, false));
+        m.set_instance_role(false);
+        assert_eq!(shown(&m), (false, true));
+        assert_eq!(m.instance_role(), Some("standby"));
+        m.set_instance_role(true);
+        assert_eq!(shown(&m), (true, false));
+        assert_eq!(m.instance_role(), Some("active"));
     }
 
     #[test]

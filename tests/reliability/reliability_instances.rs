@@ -4,6 +4,8 @@
 //! - Two and three `sluice backfill` processes of the same range started together; the one
 //!   holding the leader lease is killed with SIGKILL mid-run: another takes over within the
 //!   lease, every survivor exits 0, and the tables equal the simulator's truth.
+//! - Two `sluice run` services; the active one is killed with SIGKILL: the standby takes over
+//!   within the lease, finishes the service's range and keeps serving.
 //! - A `sluice run` service and a `sluice backfill` of an older range beside it: the backfill
 //!   stands by (healthy, and saying so), hands its range over, and exits 0 once the service
 //!   fetched it; both ranges equal the truth.
@@ -234,16 +236,29 @@ fn sub_org(org: &Org, from: DateTime<Utc>, to: DateTime<Utc>) -> Org {
 }
 
 /// Differences between the database and the truth: conversations over disjoint `ranges`
-/// (the service's and the backfill's), user records over `users` only, and partitions not done.
-fn differences_over(sim: &SimProcess, db: &ScratchDb, ranges: &[Org], users: &Org) -> Vec<String> {
+/// (the service's and the backfill's), user records over `users` only (none when `None`), and
+/// partitions not done.
+fn differences_over(
+    sim: &SimProcess,
+    db: &ScratchDb,
+    ranges: &[Org],
+    users: Option<&Org>,
+) -> Vec<String> {
     let mut want = std::collections::BTreeMap::new();
     for r in ranges {
         let e = sim.expected(&r.interval()).expect("/__sim/expected");
         want.extend(expected_conversations(&e).expect("expected conversations"));
     }
-    let e = sim.expected(&users.interval()).expect("/__sim/expected");
-    let presence = json_u64(&e, &["users", "presence"]) as i64;
-    let routing = json_u64(&e, &["users", "routingStatus"]) as i64;
+    let (presence, routing) = match users {
+        Some(u) => {
+            let e = sim.expected(&u.interval()).expect("/__sim/expected");
+            (
+                json_u64(&e, &["users", "presence"]) as i64,
+                json_u64(&e, &["users", "routingStatus"]) as i64,
+            )
+        }
+        None => (0, 0),
+    };
     let mut probe = db.probe().expect("probe");
     let mut diffs = compare_conversations(&want, &probe.conversations().expect("stored"));
     for (table, exp) in [
@@ -267,6 +282,125 @@ fn differences_over(sim: &SimProcess, db: &ScratchDb, ranges: &[Org], users: &Or
     diffs
 }
 
+/// The end of the done partitions that start at or after `start` (a service's range).
+fn service_end(db: &ScratchDb, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let parts = db.probe().ok()?.partitions().ok()?;
+    let parse = |s: &str| {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+            .ok()
+            .map(|t| Utc.from_utc_datetime(&t))
+    };
+    let mut end = None;
+    for p in &parts {
+        if parse(&p.range_start)? >= start && p.status.eq_ignore_ascii_case("done") {
+            end = end.max(parse(&p.range_end));
+        }
+    }
+    end
+}
+
+/// No partition pending or running.
+fn all_finished(db: &ScratchDb) -> bool {
+    db.probe()
+        .and_then(|mut p| p.partitions())
+        .map(|ps| {
+            !ps.iter().any(|p| {
+                let s = p.status.to_ascii_lowercase();
+                s != "done" && s != "split"
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// `sluice run` against the org (conversations from `start`, watermark 48 h back, no catch-up
+/// round during a test).
+fn service_cmd(
+    dir: &ScratchDir,
+    sim: &SimProcess,
+    db: &ScratchDb,
+    start: DateTime<Utc>,
+) -> SluiceCommand {
+    instance(
+        SluiceCommand::new(bin(), dir.path())
+            .args(["run", "--datasets", "conversations"])
+            .against_sim(&sim.base_url(), SIM_CLIENT_ID, SIM_CLIENT_SECRET)
+            .env("DATABASE_URL", db.url())
+            .env("SLUICE_START", rfc(start))
+            .env("SLUICE_WATERMARK_HOURS", "48")
+            .env("SLUICE_POLL_MINUTES", "60"),
+    )
+}
+
+#[test]
+fn two_services_the_active_one_killed_the_standby_takes_over_and_keeps_serving() {
+    let dir = ScratchDir::new("sluice-instances-run").expect("scratch dir");
+    let org = org_at_real_now(6, 150);
+    let sim = sim_for(&dir, &org, 34);
+    let _mariadb = common::db::mariadb_shared();
+    let db = ScratchDb::mysql("sluice_instances_run").expect("MariaDB scratch database");
+    let start = org.to - chrono::Duration::days(4);
+    let cmd = service_cmd(&dir, &sim, &db, start);
+    // Two hosts (HOSTNAME names the instance): the killed one's lease must expire.
+    let mut procs: Vec<SluiceProcess> = (0..2)
+        .map(|i| {
+            cmd.clone()
+                .env("HOSTNAME", format!("host-{i}"))
+                .spawn(&format!("service-{i}"))
+                .expect("spawn service")
+        })
+        .collect();
+    let mut leader = None;
+    wait_for(
+        Duration::from_secs(60),
+        "the leader's first partitions",
+        || {
+            leader = leader_pid(&db);
+            partitions_done(&db) >= 1
+        },
+    );
+    let leader = leader.expect("a leader");
+    assert!(
+        !all_finished(&db),
+        "the service finished before the kill: make the data larger"
+    );
+    let k = procs
+        .iter()
+        .position(|p| p.pid() == leader)
+        .expect("our leader");
+    let mut killed = procs.remove(k);
+    killed.kill9().expect("kill -9");
+    let mut survivor = procs.remove(0);
+    wait_for(Duration::from_secs(30), "the standby to take over", || {
+        leader_pid(&db) == Some(survivor.pid())
+    });
+    wait_for(Duration::from_secs(120), "the service's range", || {
+        all_finished(&db) && service_end(&db, start).is_some()
+    });
+    assert!(
+        survivor.is_running(),
+        "the survivor stopped:\n{}",
+        survivor.log_tail(4000)
+    );
+    let base = admin_url(&survivor).expect("the survivor's admin server");
+    let status = get_json(&format!("{base}/status")).expect("/status");
+    assert_eq!(status["run"]["role"], "active", "{status}");
+    let range = sub_org(&org, start, service_end(&db, start).expect("service end"));
+    let diffs = differences_over(&sim, &db, &[range], None);
+    assert!(
+        diffs.is_empty(),
+        "stored data differs from the truth:\n  {}\nsurvivor log:\n{}",
+        diffs.join("\n  "),
+        survivor.log_tail(3000)
+    );
+    assert_within_budget(&sim.stats().expect("stats"));
+    survivor.terminate();
+    let f = survivor
+        .wait_timeout(Duration::from_secs(30))
+        .expect("wait")
+        .expect("the service stops on SIGTERM");
+    assert_eq!(f.code(), Some(0), "{}", tail(&f.log, 3000));
+}
+
 #[test]
 fn a_backfill_beside_a_running_service_hands_its_range_over_and_completes() {
     let dir = ScratchDir::new("sluice-instances-svc").expect("scratch dir");
@@ -278,16 +412,9 @@ fn a_backfill_beside_a_running_service_hands_its_range_over_and_completes() {
     // catch-up round during the test (a poll interval of an hour). The backfill beside it asks
     // for users too: the service fetches them for it.
     let start = org.to - chrono::Duration::days(4);
-    let service_cmd = instance(
-        SluiceCommand::new(bin(), dir.path())
-            .args(["run", "--datasets", "conversations"])
-            .against_sim(&sim.base_url(), SIM_CLIENT_ID, SIM_CLIENT_SECRET)
-            .env("DATABASE_URL", db.url())
-            .env("SLUICE_START", rfc(start))
-            .env("SLUICE_WATERMARK_HOURS", "48")
-            .env("SLUICE_POLL_MINUTES", "60"),
-    );
-    let mut service = service_cmd.spawn("service").expect("spawn service");
+    let mut service = service_cmd(&dir, &sim, &db, start)
+        .spawn("service")
+        .expect("spawn service");
     wait_for(Duration::from_secs(30), "the service to lead", || {
         leader_pid(&db) == Some(service.pid())
     });
@@ -370,43 +497,20 @@ fn a_backfill_beside_a_running_service_hands_its_range_over_and_completes() {
     );
 
     // The service finishes its own range too, and keeps serving.
-    let service_end = |db: &ScratchDb| -> Option<DateTime<Utc>> {
-        let parts = db.probe().ok()?.partitions().ok()?;
-        let mut end = None;
-        for p in &parts {
-            let s = chrono::NaiveDateTime::parse_from_str(&p.range_start, "%Y-%m-%d %H:%M:%S%.f")
-                .ok()?;
-            let e =
-                chrono::NaiveDateTime::parse_from_str(&p.range_end, "%Y-%m-%d %H:%M:%S%.f").ok()?;
-            if Utc.from_utc_datetime(&s) >= start && p.status.eq_ignore_ascii_case("done") {
-                end = end.max(Some(Utc.from_utc_datetime(&e)));
-            }
-        }
-        end
-    };
-    let mut ranges = Vec::new();
     wait_for(Duration::from_secs(120), "the service's range", || {
-        let open = db
-            .probe()
-            .and_then(|mut p| p.partitions())
-            .map(|ps| {
-                ps.iter().any(|p| {
-                    let s = p.status.to_ascii_lowercase();
-                    s != "done" && s != "split"
-                })
-            })
-            .unwrap_or(true);
-        !open && service_end(&db).is_some()
+        all_finished(&db) && service_end(&db, start).is_some()
     });
-    ranges.push(older);
-    ranges.push(sub_org(&org, start, service_end(&db).expect("service end")));
+    let ranges = vec![
+        older,
+        sub_org(&org, start, service_end(&db, start).expect("service end")),
+    ];
     let users_range = older;
     assert!(
         service.is_running(),
         "the service stopped:\n{}",
         service.log_tail(4000)
     );
-    let diffs = differences_over(&sim, &db, &ranges, &users_range);
+    let diffs = differences_over(&sim, &db, &ranges, Some(&users_range));
     assert!(
         diffs.is_empty(),
         "stored data differs from the truth:\n  {}\nservice log:\n{}",
