@@ -98,6 +98,17 @@ fn assert_within_budget(stats: &Value) {
         );
     }
     let peak = json_u64(stats, &["peakConcurrencyByClient", SIM_CLIENT_ID]);
+    let busiest = windows
+        .iter()
+        .map(|w| json_u64(w, &["byClient", SIM_CLIENT_ID]))
+        .max()
+        .unwrap_or(0);
+    eprintln!(
+        "budget: busiest window {busiest} of {PER_WINDOW} requests, peak {peak} of \
+         {CONCURRENCY_CAP} in flight, {} collateral 429s, {} of the client's requests answered 429",
+        json_u64(stats, &["collateral429s"]),
+        json_u64(stats, &["rateLimited", "byClient", SIM_CLIENT_ID])
+    );
     assert!(
         (1..=CONCURRENCY_CAP).contains(&peak),
         "the client had {peak} requests in flight at once (cap {CONCURRENCY_CAP})"
