@@ -42,7 +42,7 @@ fn sim_for(dir: &ScratchDir, org: &Org, seed: u64) -> SimProcess {
             "--window-secs",
             &WINDOW_SECS.to_string(),
             "--latency-ms",
-            "20,120",
+            "150,700",
             "--bg-rps",
             "2",
             "--bg-concurrency",
