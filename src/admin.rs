@@ -462,6 +462,9 @@ pub struct StatusDocument {
 pub struct RunDocument {
     pub command: String,
     pub phase: String,
+    /// `active` (holds the OAuth client's leader lease and fetches) or `standby` (another
+    /// instance does; this one takes over when it goes away); null before the first answer.
+    pub role: Option<&'static str>,
     pub started_at: DateTime<Utc>,
     pub uptime_seconds: i64,
 }
@@ -490,6 +493,7 @@ async fn status(st: web::Data<AdminState>) -> HttpResponse {
         run: RunDocument {
             command: st.run.command.clone(),
             phase: st.run.phase(),
+            role: st.metrics.instance_role(),
             started_at: st.run.started_at,
             uptime_seconds: (now - st.run.started_at).num_seconds().max(0),
         },

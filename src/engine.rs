@@ -19,8 +19,8 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use crate::actors::coordinator::{
-    CatchUpNow, Coordinator, CoordinatorSettings, CoordinatorStatus, GetStatus, Phase, RunKind,
-    RunReport, Shutdown, Summary,
+    CatchUpNow, Coordinator, CoordinatorSettings, CoordinatorStatus, GetStatus, Phase, Role,
+    RunKind, RunReport, SetRole, Shutdown, Summary,
 };
 use crate::actors::fetcher::{Availability, FaultHooks, FetchContext, FetchCounters};
 use crate::actors::rate_limiter::RateLimiterHandle;
@@ -31,6 +31,7 @@ use crate::admin::{AdminHandle, AdminState, LiveEngine, RunInfo};
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError, DatasetChoice};
 use crate::genesys::{ApiError, GenesysClient};
+use crate::leader::{LeaderKeeper, LeaderSettings};
 use crate::metrics::Metrics;
 use crate::progress::{ProgressMode, ProgressReporter, ProgressTracker};
 use crate::storage::checkpoint::Dataset;
@@ -143,6 +144,8 @@ pub struct EngineHandle {
     run_id: Option<i64>,
     started: DateTime<Utc>,
     admin: Option<AdminHandle>,
+    /// Holds (or waits for) the OAuth client's leader lease; stopped when the run ends.
+    leader: Mutex<Option<LeaderKeeper>>,
 }
 
 fn dataset(d: DatasetChoice) -> Dataset {
@@ -229,6 +232,20 @@ pub async fn start(config: &Config, opts: EngineOptions) -> Result<EngineHandle,
         ),
         Err(e) => return Err(e.into()),
     }
+    let me = owner();
+    // One fetching instance per OAuth client and database: the others stand by.
+    let leader = LeaderKeeper::start(LeaderSettings {
+        url: url.clone(),
+        client_key: config.client_id()?.to_string(),
+        instance: me.clone(),
+        host_prefix: owner_host_prefix(),
+        command: opts.command.clone(),
+        lease_for: std::time::Duration::from_secs(config.fetch.lease_secs),
+        started_at: chrono::Utc::now(),
+    })
+    .map_err(|e| EngineError::Internal(format!("cannot start the leader-lease thread: {e}")))?;
+    let role = leader.first_role().await;
+    metrics.set_instance_role(role == Role::Active);
     let started = opts.clock.now();
     let run_id = writer
         .send(StartRun {
@@ -280,8 +297,9 @@ pub async fn start(config: &Config, opts: EngineOptions) -> Result<EngineHandle,
         min_block: config.fetch.block_rules().min_block,
         max_attempts: config.fetch.max_attempts,
         lease_for: std::time::Duration::from_secs(config.fetch.lease_secs),
-        owner: owner(),
+        owner: me,
         mode: config.mode,
+        initial_role: role,
     };
     let (report_tx, report) = tokio::sync::watch::channel(None);
     let (status_tx, status) = tokio::sync::watch::channel(CoordinatorStatus {
@@ -304,6 +322,7 @@ pub async fn start(config: &Config, opts: EngineOptions) -> Result<EngineHandle,
         report_tx,
         status_tx,
     );
+    follow_role(leader.role(), coordinator.clone(), metrics.clone());
     let admin = match opts.admin_addr {
         Some(addr) => start_admin(
             addr,
@@ -336,7 +355,26 @@ pub async fn start(config: &Config, opts: EngineOptions) -> Result<EngineHandle,
         run_id: Some(run_id),
         started,
         admin,
+        leader: Mutex::new(Some(leader)),
     })
+}
+
+/// Passes the leader lease's role changes to the Coordinator and the metrics (a task on the
+/// current arbiter; ends when the keeper stops).
+fn follow_role(
+    mut role: tokio::sync::watch::Receiver<Option<Role>>,
+    coordinator: Addr<Coordinator>,
+    metrics: Arc<Metrics>,
+) {
+    actix_rt::spawn(async move {
+        while role.changed().await.is_ok() {
+            let Some(r) = *role.borrow_and_update() else {
+                continue;
+            };
+            metrics.set_instance_role(r == Role::Active);
+            coordinator.do_send(SetRole(r));
+        }
+    });
 }
 
 /// Starts the admin server; a bind failure is fatal only when `required`.
@@ -447,6 +485,11 @@ impl EngineHandle {
             .take()
         {
             r.finish();
+        }
+        let leader = self.leader.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(k) = leader {
+            // Gives the lease up now, so that a standby takes over at once.
+            let _ = actix_rt::task::spawn_blocking(move || k.stop()).await;
         }
         if let Some(id) = self.run_id {
             let state = self.limiter.state().await.ok();

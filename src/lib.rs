@@ -22,6 +22,7 @@ pub mod digest;
 pub mod engine;
 pub mod fetch;
 pub mod genesys;
+pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod progress;

@@ -59,6 +59,7 @@ pub const METRIC_DOCS: &[(&str, &str, &str)] = &[
     ("sluice_watermark_lag_seconds", "gauge", "seconds between the watermark (now minus the finality delay) and the end of the verified, contiguous history; 0 when caught up"),
     ("sluice_run_start_time_seconds", "gauge", "Unix time (seconds) the current run started"),
     ("sluice_build_info", "gauge", "always 1; label `version` is the Sluice version"),
+    ("sluice_instance_role", "gauge", "1 for this instance's role, 0 for the other: `role` is `active` (holds the OAuth client's leader lease and fetches) or `standby` (waits to take over)"),
 ];
 
 /// State of the RateLimiter at scrape time (a plain copy of its state snapshot).
@@ -136,6 +137,10 @@ pub enum TokenHealth {
 
 const LAST_ERRORS_KEPT: usize = 20;
 
+const ROLE_UNKNOWN: u8 = 0;
+const ROLE_ACTIVE: u8 = 1;
+const ROLE_STANDBY: u8 = 2;
+
 #[derive(Debug)]
 struct EventState {
     last_errors: VecDeque<AttemptError>,
@@ -171,6 +176,9 @@ pub struct Metrics {
     user_records_deleted: IntCounter,
     watermark_lag: Gauge,
     run_start: Gauge,
+    instance_role: IntGaugeVec,
+    /// This instance's role (`ROLE_*`), for `/status`.
+    role: std::sync::atomic::AtomicU8,
     /// Serialises scrapes (cumulative sources are turned into counter increments).
     scrape: Mutex<()>,
     events: Mutex<EventState>,
@@ -281,6 +289,8 @@ impl Metrics {
             ))?),
             watermark_lag: reg!(Gauge::with_opts(opts("sluice_watermark_lag_seconds"))?),
             run_start: reg!(Gauge::with_opts(opts("sluice_run_start_time_seconds"))?),
+            instance_role: reg!(IntGaugeVec::new(opts("sluice_instance_role"), &["role"])?),
+            role: std::sync::atomic::AtomicU8::new(ROLE_UNKNOWN),
             scrape: Mutex::new(()),
             events: Mutex::new(EventState {
                 last_errors: VecDeque::new(),
@@ -289,6 +299,10 @@ impl Metrics {
             }),
             registry,
         };
+        // Both roles exported from the start (0 until the leader lease answers).
+        for role in ["active", "standby"] {
+            m.instance_role.with_label_values(&[role]).set(0);
+        }
         let build = GaugeVec::new(opts("sluice_build_info"), &["version"])?;
         m.registry.register(Box::new(build.clone()))?;
         build
@@ -334,6 +348,30 @@ impl Metrics {
                 push_error(&mut ev, endpoint, status_label);
             }
             None => push_error(&mut ev, endpoint, status_label),
+        }
+    }
+
+    /// Note this instance's role (`sluice_instance_role`): `active` or `standby`.
+    pub fn set_instance_role(&self, active: bool) {
+        let (on, off) = if active {
+            ("active", "standby")
+        } else {
+            ("standby", "active")
+        };
+        self.instance_role.with_label_values(&[on]).set(1);
+        self.instance_role.with_label_values(&[off]).set(0);
+        self.role.store(
+            if active { ROLE_ACTIVE } else { ROLE_STANDBY },
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// This instance's role as last set: `active`, `standby`, or `None` before the first.
+    pub fn instance_role(&self) -> Option<&'static str> {
+        match self.role.load(std::sync::atomic::Ordering::Relaxed) {
+            ROLE_ACTIVE => Some("active"),
+            ROLE_STANDBY => Some("standby"),
+            _ => None,
         }
     }
 
@@ -529,6 +567,26 @@ mod tests {
             METRIC_DOCS.len(),
             "undocumented metric in {names:?}"
         );
+    }
+
+    #[test]
+    fn the_instance_role_gauge_shows_one_role_at_a_time() {
+        let m = Metrics::new().unwrap();
+        assert_eq!(m.instance_role(), None);
+        let shown = |m: &Metrics| {
+            let text = m.render(&ScrapeSnapshot::default()).unwrap();
+            (
+                text.contains("sluice_instance_role{role=\"active\"} 1"),
+                text.contains("sluice_instance_role{role=\"standby\"} 1"),
+            )
+        };
+        assert_eq!(shown(&m), (false, false));
+        m.set_instance_role(false);
+        assert_eq!(shown(&m), (false, true));
+        assert_eq!(m.instance_role(), Some("standby"));
+        m.set_instance_role(true);
+        assert_eq!(shown(&m), (true, false));
+        assert_eq!(m.instance_role(), Some("active"));
     }
 
     #[test]

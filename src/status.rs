@@ -91,6 +91,42 @@ pub struct StatusReport {
     pub last_run: Option<RunView>,
     /// Failed partitions first, then unverified; oldest range first.
     pub problems: Vec<PartitionProblem>,
+    /// Instances seen lately (active or standing by), from their heartbeats; empty when the
+    /// report was built from rows alone.
+    pub instances: Vec<InstanceView>,
+}
+
+/// A running instance as its heartbeat shows it (`instances` table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceView {
+    /// `sluice@HOST:PID`.
+    pub instance: String,
+    pub command: String,
+    /// `active` (holds the OAuth client's leader lease and fetches) or `standby`.
+    pub role: String,
+    pub started_at: DateTime<Utc>,
+    pub seen_at: DateTime<Utc>,
+}
+
+/// Heartbeats older than this are not shown (a killed instance's row lingers).
+const INSTANCE_SEEN_WITHIN: i64 = 15 * 60;
+
+/// Instances seen within [`INSTANCE_SEEN_WITHIN`] of `now`; empty when the table is missing
+/// (a database not migrated to the current version).
+fn load_instances(conn: &mut Connection, now: DateTime<Utc>) -> Vec<InstanceView> {
+    crate::storage::instances::live_instances(conn, now - Duration::seconds(INSTANCE_SEEN_WITHIN))
+        .map(|v| {
+            v.into_iter()
+                .map(|r| InstanceView {
+                    instance: r.instance,
+                    command: r.command,
+                    role: r.role,
+                    started_at: r.started_at,
+                    seen_at: r.seen_at,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 const FINISHED: [&str; 2] = ["done", "unverified"];
@@ -179,6 +215,7 @@ impl StatusReport {
                 .collect(),
             last_run: runs.iter().max_by_key(|r| (r.started_at, r.id)).cloned(),
             problems,
+            instances: Vec::new(),
         }
     }
 
@@ -223,6 +260,20 @@ impl StatusReport {
                 );
             }
             None => out.push_str("No run recorded yet.\n"),
+        }
+        for i in &self.instances {
+            let _ = writeln!(
+                out,
+                "Instance {} ({}): {}, last seen {} s ago",
+                i.instance,
+                i.command,
+                if i.role == "standby" {
+                    "standing by (another instance holds the leader lease)"
+                } else {
+                    "active (holds the leader lease, fetches)"
+                },
+                (self.generated_at - i.seen_at).num_seconds().max(0)
+            );
         }
         out.push('\n');
         if self.partitions.is_empty() {
@@ -453,7 +504,9 @@ pub fn open_existing(url: &DatabaseUrl) -> Result<Connection, StatusError> {
 pub fn read_status(url: &DatabaseUrl, now: DateTime<Utc>) -> Result<StatusReport, StatusError> {
     let mut conn = open_existing(url)?;
     let (parts, runs) = load_rows(&mut conn)?;
-    Ok(StatusReport::from_rows(&parts, &runs, now))
+    let mut report = StatusReport::from_rows(&parts, &runs, now);
+    report.instances = load_instances(&mut conn, now);
+    Ok(report)
 }
 
 /// The admin server's [`CheckpointReader`](crate::admin::CheckpointReader) over a database URL:

@@ -10,6 +10,12 @@
 //! - Catch-up work goes ahead of backfill work; within a priority, oldest first.
 //! - A partition that errors or whose Fetcher crashes is re-queued, at most `max_attempts`
 //!   times per run, then failed with the reason.
+//! - Only while this instance holds the client's leader lease ([`Role::Active`]) are
+//!   partitions handed out; a standby makes no API call. A standby backfill plans its range,
+//!   hands it to the active instance and follows it until every partition of it is finished by
+//!   anyone; the active service also fetches partitions others planned (see
+//!   [`crate::storage::instances`]). No lease answer is re-queued forever: held elsewhere waits
+//!   until the lease ends, finished drops the partition.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,14 +26,15 @@ use chrono::{DateTime, DurationRound, Utc};
 use crate::actors::fetcher::{CancelFetch, FetchDone, FetchPartition, Fetcher};
 pub use crate::actors::work::{Outcome, Work, WorkPriority};
 use crate::actors::writer::{
-    FailPartition, Flush, LeasePartition, LoadPartitions, PlanPartitions, ReleasePartition,
-    ReopenPartitions, SplitPartition, Writer,
+    FailPartition, Flush, HandOverRange, LeasePartition, LoadPartitions, PlanPartitions,
+    ReleasePartition, ReopenPartitions, SplitPartition, WaitingPartitions, Writer,
 };
 use crate::clock::SharedClock;
 use crate::fetch::FetchContext;
 use crate::plan::{choose_path, group_job_days, watermark, Mode, Path};
 use crate::progress::{FinishedPartition, ProgressTracker};
-use crate::storage::checkpoint::{NewPartition, PartitionRow, PartitionStatus};
+use crate::storage::checkpoint::{LeaseAnswer, NewPartition, PartitionRow, PartitionStatus};
+pub use crate::storage::instances::Role;
 
 use crate::genesys::model::Interval;
 use crate::plan::plan_blocks;
@@ -135,6 +142,15 @@ impl Schedule {
         }
     }
 
+    /// The lease answer said the partition is finished (another instance did it): drop it.
+    /// A `done` one counts as verified; a `split` one is replaced by its children (planned
+    /// by the next round).
+    pub fn finished_elsewhere(&mut self, id: i64, status: PartitionStatus) {
+        if self.running.remove(&id).is_some() && status == PartitionStatus::Done {
+            self.summary.done += 1;
+        }
+    }
+
     /// Records how a partition ended.
     pub fn finish(&mut self, id: i64, outcome: Outcome) -> Action {
         let Some(work) = self.running.remove(&id) else {
@@ -181,6 +197,11 @@ impl Schedule {
         }
     }
 
+    /// Whether the partition is queued or running here.
+    pub fn is_known(&self, id: i64) -> bool {
+        self.running.contains_key(&id) || self.key_of(id).is_some()
+    }
+
     /// Nothing queued and nothing running.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.running.is_empty()
@@ -203,6 +224,44 @@ impl Schedule {
         self.queue.clear();
         self.running.values().cloned().collect()
     }
+}
+
+/// The summary of a range as the checkpoint holds it, once no partition of it is pending or
+/// running (`None` before): what a standby backfill reports when others did the work.
+pub fn range_summary(rows: &[PartitionRow]) -> Option<Summary> {
+    let open = rows.iter().any(|r| {
+        matches!(
+            r.status,
+            PartitionStatus::Pending | PartitionStatus::Running
+        )
+    });
+    if open {
+        return None;
+    }
+    let mut summary = Summary::default();
+    for r in rows {
+        let iv = Interval::new(r.range_start, r.range_end);
+        match r.status {
+            PartitionStatus::Done => summary.done += 1,
+            PartitionStatus::Unverified => summary.unverified.push((
+                r.dataset,
+                iv,
+                Tally {
+                    total_hits: r.total_hits.unwrap_or(0),
+                    received: r.received.unwrap_or(0),
+                    verified: false,
+                    passes: 0,
+                },
+            )),
+            PartitionStatus::Failed => {
+                summary
+                    .failed
+                    .push((r.dataset, iv, r.last_error.clone().unwrap_or_default()))
+            }
+            _ => {}
+        }
+    }
+    Some(summary)
 }
 
 /// What the checkpoint already holds for one partition (enough to plan a round).
@@ -301,6 +360,8 @@ pub struct CoordinatorSettings {
     /// Lease owner name (host and process).
     pub owner: String,
     pub mode: Mode,
+    /// The role at start (from the leader lease); later changes come as [`SetRole`].
+    pub initial_role: Role,
 }
 
 /// How a run ended.
@@ -329,6 +390,9 @@ pub enum Phase {
     Backfill,
     /// Waiting for the next catch-up tick (service mode).
     CatchUp,
+    /// Another instance holds the leader lease: waiting to take over (a backfill follows the
+    /// progress of its range meanwhile).
+    Standby,
     ShuttingDown,
     Finished,
 }
@@ -339,6 +403,7 @@ impl Phase {
             Phase::Planning => "planning",
             Phase::Backfill => "backfill",
             Phase::CatchUp => "catch-up",
+            Phase::Standby => "standby",
             Phase::ShuttingDown => "shutting down",
             Phase::Finished => "finished",
         }
@@ -370,6 +435,11 @@ pub struct CatchUpNow;
 #[rtype(result = "CoordinatorStatus")]
 pub struct GetStatus;
 
+/// The leader lease changed hands: fetch (active) or stop handing out work (standby).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct SetRole(pub Role);
+
 /// The Coordinator actor.
 pub struct Coordinator {
     settings: CoordinatorSettings,
@@ -385,6 +455,11 @@ pub struct Coordinator {
     phase: Phase,
     rounds: u64,
     tick: Option<SpawnHandle>,
+    role: Role,
+    /// A follow or adopt query is out (at most one at a time).
+    polling: bool,
+    /// The standby backfill handed its range over.
+    handed_over: bool,
     progress: Arc<ProgressTracker>,
     not_final_yet: Option<Interval>,
     fatal: Option<String>,
@@ -411,7 +486,11 @@ impl Coordinator {
                 .map(|i| Fetcher::start_supervised(i, fetch.clone(), me.clone().recipient()))
                 .collect();
             let max_attempts = settings.max_attempts;
+            let role = settings.initial_role;
             Coordinator {
+                role,
+                polling: false,
+                handed_over: false,
                 idle: (0..pool.len()).rev().collect(),
                 fetchers: pool,
                 settings,
@@ -489,6 +568,7 @@ impl Coordinator {
             mode: self.settings.mode,
             job_block_days: self.fetch.settings.job_block_days,
             priority,
+            calls_api: self.role == Role::Active,
         };
         self.pending_ops += 1;
         let first = self.rounds == 0;
@@ -521,6 +601,11 @@ impl Coordinator {
                             Phase::CatchUp
                         };
                     }
+                    if act.role == Role::Standby
+                        && matches!(act.phase, Phase::Backfill | Phase::CatchUp)
+                    {
+                        act.phase = Phase::Standby;
+                    }
                 }
                 Err(e) => {
                     log::error!("planning failed: {e}");
@@ -529,13 +614,18 @@ impl Coordinator {
                     }
                 }
             }
+            // Service mode: the next catch-up round is due whether or not this one left work.
+            act.arm_catch_up(ctx);
             act.dispatch(ctx);
         }));
     }
 
-    /// Hands queued partitions to idle Fetchers (each under a fresh lease).
+    /// Hands queued partitions to idle Fetchers (each under a fresh lease); only while active.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
-        if matches!(self.phase, Phase::ShuttingDown | Phase::Finished) || self.fatal.is_some() {
+        if matches!(self.phase, Phase::ShuttingDown | Phase::Finished)
+            || self.fatal.is_some()
+            || self.role == Role::Standby
+        {
             self.check_idle(ctx);
             return;
         }
@@ -559,7 +649,9 @@ impl Coordinator {
                     .map(move |res, act, ctx| {
                         act.pending_ops -= 1;
                         match res {
-                            Ok(Ok(Some(token))) if act.phase != Phase::ShuttingDown => {
+                            Ok(Ok(LeaseAnswer::Leased { token }))
+                                if act.phase != Phase::ShuttingDown && act.role == Role::Active =>
+                            {
                                 act.leases.insert(work.id, (idx, token.clone()));
                                 act.started.insert(work.id, std::time::Instant::now());
                                 let mut work = work;
@@ -569,23 +661,41 @@ impl Coordinator {
                                     lease_token: token,
                                 });
                             }
-                            Ok(Ok(Some(token))) => {
-                                // Shutting down meanwhile: give it straight back.
+                            Ok(Ok(LeaseAnswer::Leased { token })) => {
+                                // Shutting down (or standing by) meanwhile: give it back.
                                 act.schedule.finish(work.id, Outcome::Released);
                                 act.idle.push(idx);
                                 act.writer.do_send(ReleasePartition { id: work.id, token });
                             }
-                            Ok(Ok(None)) => {
-                                // Held elsewhere (or already done by another instance).
-                                let until = act.clock.now()
-                                    + chrono::Duration::from_std(lease_for / 2)
-                                        .unwrap_or_else(|_| chrono::Duration::seconds(60));
+                            Ok(Ok(LeaseAnswer::HeldElsewhere { owner, until })) => {
+                                // The lease times are wall-clock; the queue runs on the
+                                // engine clock: wait as long as the lease has left.
+                                let left = (until - chrono::Utc::now())
+                                    .max(chrono::Duration::seconds(1))
+                                    .min(
+                                        chrono::Duration::from_std(lease_for)
+                                            .unwrap_or_else(|_| chrono::Duration::seconds(60)),
+                                    );
+                                let until = act.clock.now() + left;
                                 log::info!(
-                                    "partition {} {} is leased elsewhere; retrying after {until}",
+                                    "partition {} {} is leased by {}; retrying after {until}",
+                                    work.dataset,
+                                    work.range,
+                                    owner.as_deref().unwrap_or("another instance")
+                                );
+                                act.schedule.lease_held(work.id, until);
+                                act.idle.push(idx);
+                            }
+                            Ok(Ok(LeaseAnswer::Finished { status })) => {
+                                log::info!(
+                                    "partition {} {} is already {status}; dropping it",
                                     work.dataset,
                                     work.range
                                 );
-                                act.schedule.lease_held(work.id, until);
+                                if status == PartitionStatus::Done {
+                                    act.progress.add_already_finished(1);
+                                }
+                                act.schedule.finished_elsewhere(work.id, status);
                                 act.idle.push(idx);
                             }
                             Ok(Err(e)) => {
@@ -664,6 +774,7 @@ impl Coordinator {
                 self.pending_ops += 1;
                 let msg = SplitPartition {
                     id: parent.id,
+                    token: token.clone(),
                     children: children.iter().map(|c| (c.start, c.end)).collect(),
                 };
                 ctx.spawn(
@@ -737,7 +848,7 @@ impl Coordinator {
         }
         match (self.phase, self.settings.kind) {
             (Phase::ShuttingDown, _) => self.finish(ctx, true),
-            (Phase::Planning, _) => {}
+            (Phase::Planning | Phase::Standby, _) => {}
             (_, RunKind::Backfill { .. }) => self.finish(ctx, false),
             (_, RunKind::Service { .. }) => {
                 if self.phase != Phase::CatchUp {
@@ -747,16 +858,152 @@ impl Coordinator {
                     );
                     self.phase = Phase::CatchUp;
                 }
-                if self.tick.is_none() {
-                    let every = self.settings.poll_interval;
-                    self.tick = Some(ctx.run_later(every, |act, ctx| {
-                        act.tick = None;
-                        act.round(ctx, WorkPriority::CatchUp);
-                    }));
-                }
+                self.arm_catch_up(ctx);
                 self.publish_status();
             }
         }
+    }
+
+    /// Service mode: arms the next catch-up round unless one is armed (always re-armed: a
+    /// round that leaves work queued does not stop the polling).
+    fn arm_catch_up(&mut self, ctx: &mut Context<Self>) {
+        if !matches!(self.settings.kind, RunKind::Service { .. })
+            || matches!(self.phase, Phase::ShuttingDown | Phase::Finished)
+            || self.tick.is_some()
+        {
+            return;
+        }
+        let every = self.settings.poll_interval;
+        self.tick = Some(ctx.run_later(every, |act, ctx| {
+            act.tick = None;
+            if act.role == Role::Active {
+                act.round(ctx, WorkPriority::CatchUp);
+            } else {
+                act.arm_catch_up(ctx);
+            }
+        }));
+    }
+
+    /// Every third of the lease: an active service adopts partitions others planned; a
+    /// standby backfill hands its range over once, then checks whether it is finished.
+    fn poll_instances(&mut self, ctx: &mut Context<Self>) {
+        if self.polling
+            || self.pending_ops > 0
+            || matches!(
+                self.phase,
+                Phase::Planning | Phase::ShuttingDown | Phase::Finished
+            )
+        {
+            return;
+        }
+        match (self.role, self.settings.kind) {
+            (Role::Active, RunKind::Service { .. }) => self.adopt_waiting(ctx),
+            (Role::Standby, RunKind::Backfill { from, to }) => self.follow(ctx, from, to),
+            _ => {}
+        }
+    }
+
+    fn adopt_waiting(&mut self, ctx: &mut Context<Self>) {
+        self.polling = true;
+        // Every dataset: a backfill beside the service may ask for one the service does not.
+        let msg = WaitingPartitions {
+            datasets: vec![Dataset::Conversations, Dataset::Users],
+        };
+        ctx.spawn(self.writer.send(msg).into_actor(self).map(|res, act, ctx| {
+            act.polling = false;
+            let rows = match res {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => return log::warn!("cannot read waiting partitions: {e}"),
+                Err(e) => return act.fatal = Some(format!("writer stopped: {e}")),
+            };
+            let wm = act.watermark(act.clock.now());
+            let mut adopted = 0u64;
+            for r in rows {
+                if act.schedule.is_known(r.id) {
+                    continue;
+                }
+                adopted += 1;
+                let range = Interval::new(r.range_start, r.range_end);
+                let availability = act.fetch.availability_for(r.dataset);
+                act.schedule.enqueue(Work {
+                    id: r.id,
+                    dataset: r.dataset,
+                    range,
+                    path: choose_path(range, act.settings.mode, availability),
+                    is_final: r.range_end <= wm,
+                    priority: WorkPriority::Backfill,
+                    attempts: 0,
+                    not_before: None,
+                    watermark: None,
+                });
+            }
+            if adopted > 0 {
+                log::info!("fetching {adopted} partitions planned by other instances");
+                act.progress.add_total(adopted);
+                if act.phase == Phase::CatchUp {
+                    act.phase = Phase::Backfill;
+                }
+                act.dispatch(ctx);
+            }
+        }));
+    }
+
+    /// A standby backfill: ends once no partition of its range is pending or running, with
+    /// the summary of the range as the checkpoint holds it.
+    fn follow(&mut self, ctx: &mut Context<Self>, from: DateTime<Utc>, to: DateTime<Utc>) {
+        self.polling = true;
+        let writer = self.writer.clone();
+        let datasets = self.settings.datasets.clone();
+        let hand_over = !self.handed_over;
+        let end = to.min(self.watermark(self.clock.now())).max(from);
+        let fut = async move {
+            if hand_over {
+                let n = ask(
+                    &writer,
+                    HandOverRange {
+                        datasets: datasets.clone(),
+                        from,
+                        to: end,
+                    },
+                )
+                .await?
+                .map_err(|e| e.to_string())?;
+                if n > 0 {
+                    log::info!("handed {n} unverified or failed partitions to the active instance");
+                }
+            }
+            ask(
+                &writer,
+                LoadPartitions {
+                    datasets,
+                    from,
+                    to: end,
+                },
+            )
+            .await?
+            .map_err(|e| e.to_string())
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.polling = false;
+            let rows = match res {
+                Ok(rows) => rows,
+                Err(e) => return log::warn!("cannot follow the range's progress: {e}"),
+            };
+            act.handed_over = true;
+            if act.role != Role::Standby || act.phase != Phase::Standby {
+                return;
+            }
+            let Some(summary) = range_summary(&rows) else {
+                return;
+            };
+            log::info!(
+                "every partition of the range is finished (by the active instance): {} done",
+                summary.done
+            );
+            act.schedule.drain();
+            act.schedule.summary = summary;
+            act.finish(ctx, false);
+        }));
     }
 
     fn finish(&mut self, ctx: &mut Context<Self>, interrupted: bool) {
@@ -798,13 +1045,22 @@ impl Actor for Coordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.round(ctx, WorkPriority::Backfill);
+        // A standby service plans nothing (the active instance does); a standby backfill plans
+        // its range into the checkpoint (without API calls) and follows it.
+        if self.role == Role::Active || matches!(self.settings.kind, RunKind::Backfill { .. }) {
+            self.round(ctx, WorkPriority::Backfill);
+        } else {
+            self.phase = Phase::Standby;
+            self.publish_status();
+        }
         // Wakes the dispatcher for partitions waiting on a lease held elsewhere.
         ctx.run_interval(std::time::Duration::from_secs(1), |act, ctx| {
             if act.schedule.queued() > 0 {
                 act.dispatch(ctx)
             }
         });
+        let every = (self.settings.lease_for / 3).max(std::time::Duration::from_secs(1));
+        ctx.run_interval(every, |act, ctx| act.poll_instances(ctx));
     }
 }
 
@@ -855,6 +1111,50 @@ impl Handler<Shutdown> for Coordinator {
     }
 }
 
+impl Handler<SetRole> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, SetRole(role): SetRole, ctx: &mut Context<Self>) {
+        if role == self.role || matches!(self.phase, Phase::ShuttingDown | Phase::Finished) {
+            self.role = role;
+            return;
+        }
+        self.role = role;
+        match role {
+            Role::Active => {
+                log::info!("holding the leader lease: fetching");
+                if matches!(self.phase, Phase::Standby) {
+                    self.phase = if self.rounds == 0 {
+                        Phase::Planning
+                    } else {
+                        Phase::Backfill
+                    };
+                }
+                // Re-plan: partitions the old leader split or left behind are picked up.
+                let priority = if self.rounds == 0 {
+                    WorkPriority::Backfill
+                } else {
+                    WorkPriority::CatchUp
+                };
+                self.round(ctx, priority);
+            }
+            Role::Standby => {
+                log::warn!(
+                    "lost the leader lease: standing by (giving back {} partitions in flight)",
+                    self.schedule.running_count()
+                );
+                if self.phase != Phase::Planning {
+                    self.phase = Phase::Standby;
+                }
+                for (idx, _) in self.leases.values() {
+                    self.fetchers[*idx].do_send(CancelFetch);
+                }
+            }
+        }
+        self.publish_status();
+    }
+}
+
 impl Handler<CatchUpNow> for Coordinator {
     type Result = ();
 
@@ -890,6 +1190,8 @@ struct RoundInput {
     mode: Mode,
     job_block_days: i64,
     priority: WorkPriority,
+    /// Whether the round may ask the API (data availability): a standby makes no API call.
+    calls_api: bool,
 }
 
 struct Planned {
@@ -912,7 +1214,7 @@ where
 
 /// Reads the checkpoint, plans new blocks, reopens provisional ones, and returns the work.
 async fn run_round(input: RoundInput) -> Result<Planned, String> {
-    if input.mode != Mode::Query {
+    if input.mode != Mode::Query && input.calls_api {
         input.fetch.refresh_availability(&input.datasets).await;
     }
     let to = input.to.unwrap_or(input.now);
@@ -1166,6 +1468,71 @@ mod tests {
         assert!(s.next(now).is_none());
         let w = s.next(now + chrono::Duration::seconds(30)).unwrap();
         assert_eq!(w.attempts, 1);
+    }
+
+    #[test]
+    fn a_partition_finished_elsewhere_leaves_the_queue_and_counts_when_done() {
+        let now = t("2026-02-01");
+        let mut s = Schedule::new(3);
+        s.enqueue(work(1, "2026-01-01", WorkPriority::Backfill));
+        s.enqueue(work(2, "2026-01-02", WorkPriority::Backfill));
+        let a = s.next(now).unwrap();
+        let b = s.next(now).unwrap();
+        assert!(s.is_known(a.id) && s.is_known(b.id));
+        s.finished_elsewhere(a.id, PartitionStatus::Done);
+        s.finished_elsewhere(b.id, PartitionStatus::Split);
+        assert!(s.is_idle(), "nothing is re-queued: a backfill can end");
+        assert_eq!(s.summary.done, 1);
+        assert!(s.summary.all_verified());
+        assert!(!s.is_known(a.id));
+    }
+
+    fn row(id: i64, day: &str, status: PartitionStatus) -> PartitionRow {
+        let start = t(day);
+        PartitionRow {
+            id,
+            dataset: Dataset::Conversations,
+            range_start: start,
+            range_end: start + chrono::Duration::days(1),
+            status,
+            attempts: 1,
+            total_hits: Some(10),
+            received: Some(if status == PartitionStatus::Unverified {
+                9
+            } else {
+                10
+            }),
+            verified_at: None,
+            last_error: (status == PartitionStatus::Failed).then(|| "HTTP 400".to_string()),
+            lease_owner: None,
+            lease_token: None,
+            lease_expires_at: None,
+            updated_at: start,
+            is_final: true,
+        }
+    }
+
+    #[test]
+    fn a_followed_range_ends_when_nothing_is_pending_or_running_with_its_verdict() {
+        use PartitionStatus::*;
+        let mut rows = vec![
+            row(1, "2026-01-01", Done),
+            row(2, "2026-01-02", Running),
+            row(3, "2026-01-03", Pending),
+        ];
+        assert_eq!(range_summary(&rows), None);
+        rows[1].status = Done;
+        rows[2].status = Done;
+        let s = range_summary(&rows).unwrap();
+        assert_eq!(s.done, 3);
+        assert!(s.all_verified(), "exit 0");
+        rows[1] = row(2, "2026-01-02", Unverified);
+        rows[2] = row(3, "2026-01-03", Failed);
+        let s = range_summary(&rows).unwrap();
+        assert_eq!((s.done, s.unverified.len(), s.failed.len()), (1, 1, 1));
+        assert_eq!(s.unverified[0].2.received, 9);
+        assert_eq!(s.failed[0].2, "HTTP 400");
+        assert!(!s.all_verified(), "exit 3");
     }
 
     #[test]

@@ -44,7 +44,7 @@ use actix::dev::{MessageResponse, OneshotSender};
 use actix::{Actor, Addr, Handler, Message, MessageResult, SyncArbiter, SyncContext};
 use chrono::{DateTime, Utc};
 
-use crate::storage::checkpoint::{self, Dataset, NewPartition, PartitionRow};
+use crate::storage::checkpoint::{self, Dataset, LeaseAnswer, NewPartition, PartitionRow};
 use crate::storage::upstream::record_run_changes;
 pub use crate::storage::upstream::RunChanges;
 use crate::storage::write::BatchWriter;
@@ -100,8 +100,8 @@ impl Message for ReclaimDeadLeases {
     type Result = Result<usize, StorageError>;
 }
 
-/// Leases a partition (pending, unverified, failed, or running with an expired lease);
-/// `None` when it is not available.
+/// Leases a partition (pending, unverified, failed, or running with an expired lease); the
+/// answer says why not when it is not available (held elsewhere until when, or finished).
 #[derive(Debug, Clone)]
 pub struct LeasePartition {
     pub id: i64,
@@ -109,7 +109,7 @@ pub struct LeasePartition {
     pub lease_for: Duration,
 }
 impl Message for LeasePartition {
-    type Result = Result<Option<String>, StorageError>;
+    type Result = Result<LeaseAnswer, StorageError>;
 }
 
 /// Extends a held lease; false when it was lost.
@@ -144,10 +144,12 @@ impl Message for FailPartition {
     type Result = Result<(), StorageError>;
 }
 
-/// Replaces a partition by smaller children (parent `split`, children `pending`).
+/// Replaces a partition by smaller children (parent `split`, children `pending`); fenced by
+/// the parent's lease token.
 #[derive(Debug, Clone)]
 pub struct SplitPartition {
     pub id: i64,
+    pub token: String,
     pub children: Vec<(DateTime<Utc>, DateTime<Utc>)>,
 }
 impl Message for SplitPartition {
@@ -172,6 +174,27 @@ pub struct NonFinalConversations {
 }
 impl Message for NonFinalConversations {
     type Result = Result<Vec<(String, DateTime<Utc>)>, StorageError>;
+}
+
+/// Partitions waiting for a fetcher, whoever planned them (pending, or running under an
+/// expired lease): the active service fetches them too.
+#[derive(Debug, Clone)]
+pub struct WaitingPartitions {
+    pub datasets: Vec<Dataset>,
+}
+impl Message for WaitingPartitions {
+    type Result = Result<Vec<PartitionRow>, StorageError>;
+}
+
+/// A standby backfill hands its range to the active instance (unverified/failed → pending).
+#[derive(Debug, Clone)]
+pub struct HandOverRange {
+    pub datasets: Vec<Dataset>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+impl Message for HandOverRange {
+    type Result = Result<usize, StorageError>;
 }
 
 /// Opens an `ingest_runs` row; returns its id.
@@ -512,16 +535,16 @@ checkpoint_handler!(ReclaimDeadLeases, usize, |core, m, c, now| {
     checkpoint::reclaim_dead_leases(c, &m.this_host, process_alive, now)
 });
 impl Handler<LeasePartition> for Writer {
-    type Result = Result<Option<String>, StorageError>;
+    type Result = Result<LeaseAnswer, StorageError>;
     fn handle(&mut self, m: LeasePartition, _: &mut Self::Context) -> Self::Result {
         self.flush();
-        let token = self.core.with_retry(|c, now| {
-            checkpoint::lease_partition(c, m.id, &m.owner, m.lease_for, now)
+        let answer = self.core.with_retry(|c, now| {
+            checkpoint::try_lease_partition(c, m.id, &m.owner, m.lease_for, now)
         })?;
-        if let Some(t) = &token {
-            self.core.leased(m.id, t);
+        if let LeaseAnswer::Leased { token } = &answer {
+            self.core.leased(m.id, token);
         }
-        Ok(token)
+        Ok(answer)
     }
 }
 checkpoint_handler!(RenewLease, bool, |core, m, c, now| {
@@ -537,7 +560,7 @@ checkpoint_handler!(
     SplitPartition,
     Vec<PartitionRow>,
     forget,
-    |core, m, c, now| { checkpoint::split_partition(c, m.id, &m.children, now) }
+    |core, m, c, now| { checkpoint::split_partition(c, m.id, &m.token, &m.children, now) }
 );
 checkpoint_handler!(ReopenPartitions, usize, |core, m, c, now| {
     checkpoint::reopen_partitions(c, m.dataset, m.from, m.to, now)
@@ -547,6 +570,12 @@ checkpoint_handler!(
     Vec<(String, DateTime<Utc>)>,
     |core, m, c, _now| checkpoint::non_final_conversations(c, m.before)
 );
+checkpoint_handler!(WaitingPartitions, Vec<PartitionRow>, |core, m, c, now| {
+    crate::storage::instances::waiting_partitions(c, &m.datasets, now)
+});
+checkpoint_handler!(HandOverRange, usize, |core, m, c, now| {
+    crate::storage::instances::hand_over_range(c, &m.datasets, m.from, m.to, now)
+});
 impl Handler<StartRun> for Writer {
     type Result = Result<i64, StorageError>;
     fn handle(&mut self, m: StartRun, _: &mut Self::Context) -> Self::Result {
@@ -632,7 +661,7 @@ pub fn prepare_database(url: &DatabaseUrl, config: &WriterConfig) -> Result<(), 
 
 /// Whether process `pid` exists on this host (signal 0 probes without signalling). Our own pid
 /// counts as dead: a lease under it was taken by an earlier process that had the same pid.
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return false;
     }

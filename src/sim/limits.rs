@@ -66,6 +66,10 @@ pub struct LimitState {
     in_flight: u32,
     peak: u32,
     breaches: u64,
+    /// Admitted requests in flight per client, and each client's peak (several processes
+    /// sharing one client must stay under its cap together).
+    client_in_flight: BTreeMap<String, u32>,
+    client_peak: BTreeMap<String, u32>,
     /// client -> (window index, accepted requests in it)
     counts: HashMap<String, (u64, u32)>,
     history: BTreeMap<u64, WindowStat>,
@@ -90,6 +94,8 @@ impl LimitState {
             in_flight: 0,
             peak: 0,
             breaches: 0,
+            client_in_flight: BTreeMap::new(),
+            client_peak: BTreeMap::new(),
             counts: HashMap::new(),
             history: BTreeMap::new(),
         }
@@ -147,6 +153,11 @@ impl LimitState {
             self.counts.insert(client.to_string(), (idx, used + 1));
             self.in_flight += 1;
             self.peak = self.peak.max(self.in_flight);
+            let n = self.client_in_flight.entry(client.to_string()).or_default();
+            *n += 1;
+            let n = *n;
+            let peak = self.client_peak.entry(client.to_string()).or_default();
+            *peak = (*peak).max(n);
         }
         result
     }
@@ -154,6 +165,19 @@ impl LimitState {
     /// One admitted request finished.
     pub fn release(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// One admitted request of `client` finished.
+    pub fn release_client(&mut self, client: &str) {
+        if let Some(n) = self.client_in_flight.get_mut(client) {
+            *n = n.saturating_sub(1);
+        }
+        self.release();
+    }
+
+    /// Each client's peak of admitted requests in flight at once.
+    pub fn peak_by_client(&self) -> &BTreeMap<String, u32> {
+        &self.client_peak
     }
 
     pub fn in_flight(&self) -> u32 {
@@ -183,11 +207,11 @@ pub struct Limits(Arc<Mutex<LimitState>>);
 
 /// An admitted request in flight; dropping it releases its slot.
 #[derive(Debug)]
-pub struct InFlight(Limits);
+pub struct InFlight(Limits, String);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.lock().release();
+        self.0.lock().release_client(&self.1);
     }
 }
 
@@ -202,7 +226,7 @@ impl Limits {
 
     pub fn admit(&self, client: &str, now: Instant) -> Result<InFlight, Rejection> {
         self.lock().admit(client, now)?;
-        Ok(InFlight(self.clone()))
+        Ok(InFlight(self.clone(), client.to_string()))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Ground-truth counters served at `GET /__sim/stats` (requests and 429s by client and cause,
-//! peak concurrency, requests per window, collateral 429s, bytes served, faults). Requests to
+//! peak concurrency (all clients, and per client), requests per window, collateral 429s, bytes
+//! served, faults). Requests to
 //! `/__sim/*` are not counted. `collateral429s` are the background integration's requests refused
 //! because the org's concurrency pool was full (its own rate window is its own business).
 use std::collections::BTreeMap;
@@ -139,6 +140,7 @@ impl Stats {
             "unauthorized": c.unauthorized,
             "inFlight": limits.in_flight(),
             "peakConcurrency": limits.peak(),
+            "peakConcurrencyByClient": limits.peak_by_client(),
             "concurrencyBreaches": limits.breaches(),
             "windowSecs": limits.window.as_secs_f64(),
             "startedAt": instant::format(&self.started_at),

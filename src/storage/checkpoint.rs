@@ -16,7 +16,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::dsl::max;
+use diesel::dsl::sql;
+use diesel::sql_types::BigInt;
 use diesel::{
     BoolExpressionMethods, ExpressionMethods, OptionalExtension, QueryDsl, Queryable, RunQueryDsl,
 };
@@ -314,9 +315,36 @@ pub fn new_lease_token() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// What asking for a partition's lease answered. The Coordinator acts on each differently:
+/// fetch it, come back at `until`, or drop it from the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseAnswer {
+    /// Leased to the caller under this token.
+    Leased { token: String },
+    /// Another owner holds a live lease on it until `until` (ask again then).
+    HeldElsewhere {
+        owner: Option<String>,
+        until: DateTime<Utc>,
+    },
+    /// Nothing left to fetch: `done`, or `split` into children (which are partitions of
+    /// their own).
+    Finished { status: PartitionStatus },
+}
+
+impl LeaseAnswer {
+    /// The token when leased.
+    pub fn token(self) -> Option<String> {
+        match self {
+            LeaseAnswer::Leased { token } => Some(token),
+            _ => None,
+        }
+    }
+}
+
 /// Takes partition `id` for `owner` until `now + lease_for`, when it is `pending`,
 /// `unverified`, `failed`, or `running` with an expired lease; counts an attempt. Returns the
-/// new lease token, or `None` when the partition is not available (held, done or split).
+/// new lease token, or `None` when the partition is not available (see
+/// [`try_lease_partition`] for why).
 pub fn lease_partition(
     conn: &mut Connection,
     id: i64,
@@ -324,22 +352,34 @@ pub fn lease_partition(
     lease_for: std::time::Duration,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, StorageError> {
+    try_lease_partition(conn, id, owner, lease_for, now).map(LeaseAnswer::token)
+}
+
+/// Takes partition `id` for `owner` like [`lease_partition`], and says why not when it cannot:
+/// held elsewhere until when, or finished.
+pub fn try_lease_partition(
+    conn: &mut Connection,
+    id: i64,
+    owner: &str,
+    lease_for: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Result<LeaseAnswer, StorageError> {
     let token = new_lease_token();
     let expires = db_time(now + chrono::Duration::from_std(lease_for).unwrap_or_default());
-    let now = db_time(now);
+    let db_now = db_time(now);
     let leasable = [
         PartitionStatus::Pending.as_str(),
         PartitionStatus::Unverified.as_str(),
         PartitionStatus::Failed.as_str(),
     ];
-    let n = dispatch!(conn, |c| diesel::update(
+    let n = dispatch!(&mut *conn, |c| diesel::update(
         ip::table.filter(ip::id.eq(id)).filter(
             ip::status
                 .eq_any(leasable)
                 .or(ip::status.eq(PartitionStatus::Running.as_str()).and(
                     ip::lease_expires_at
                         .is_null()
-                        .or(ip::lease_expires_at.le(now))
+                        .or(ip::lease_expires_at.le(db_now))
                 ))
         )
     )
@@ -349,10 +389,23 @@ pub fn lease_partition(
         ip::lease_token.eq(&token),
         ip::lease_expires_at.eq(expires),
         ip::attempts.eq(ip::attempts + 1),
-        ip::updated_at.eq(now),
+        ip::updated_at.eq(db_now),
     ))
     .execute(c))?;
-    Ok((n == 1).then_some(token))
+    if n == 1 {
+        return Ok(LeaseAnswer::Leased { token });
+    }
+    let row = get_partition(conn, id)?.ok_or(StorageError::NoSuchPartition { partition_id: id })?;
+    Ok(match row.status {
+        PartitionStatus::Done | PartitionStatus::Split => {
+            LeaseAnswer::Finished { status: row.status }
+        }
+        // Running under a live lease (or changed between the two statements: ask again soon).
+        _ => LeaseAnswer::HeldElsewhere {
+            owner: row.lease_owner,
+            until: row.lease_expires_at.filter(|t| *t > now).unwrap_or(now),
+        },
+    })
 }
 
 /// Extends a lease the caller still holds; false when it was lost.
@@ -438,7 +491,8 @@ pub fn reclaim_dead_leases(
     Ok(reclaimed)
 }
 
-/// Marks a partition `failed` with its error (permanent failure); fenced by the lease token.
+/// Marks a partition `failed` with its error (permanent failure); fenced by the lease token
+/// and status (`running`): false when the caller no longer holds it.
 pub fn fail_partition(
     conn: &mut Connection,
     id: i64,
@@ -451,6 +505,7 @@ pub fn fail_partition(
         ip::table
             .filter(ip::id.eq(id))
             .filter(ip::lease_token.eq(token))
+            .filter(ip::status.eq(PartitionStatus::Running.as_str()))
     )
     .set((
         ip::status.eq(PartitionStatus::Failed.as_str()),
@@ -475,7 +530,9 @@ pub struct PartitionCompletion {
 }
 
 /// Records a partition's completion if `token` still holds its lease; false otherwise. Meant
-/// to run in the transaction that writes the partition's last rows.
+/// to run in the transaction that writes the partition's last rows. Fenced by the token and
+/// the status: `running`, or already `done`/`unverified` under this same token (a commit
+/// retried after an ambiguous failure); never a partition released, reopened or split.
 pub fn complete_partition(
     conn: &mut Connection,
     id: i64,
@@ -489,10 +546,16 @@ pub fn complete_partition(
     } else {
         PartitionStatus::Unverified
     };
+    let completable = [
+        PartitionStatus::Running.as_str(),
+        PartitionStatus::Done.as_str(),
+        PartitionStatus::Unverified.as_str(),
+    ];
     let n = dispatch!(conn, |c| diesel::update(
         ip::table
             .filter(ip::id.eq(id))
             .filter(ip::lease_token.eq(token))
+            .filter(ip::status.eq_any(completable))
     )
     .set((
         ip::status.eq(status.as_str()),
@@ -527,10 +590,13 @@ pub fn fence_lease(
 }
 
 /// Replaces partition `id` by `children` (each `[from, to)` inside it): the parent becomes
-/// `split` (lease cleared), the children `pending`. Returns the children's rows.
+/// `split` (lease cleared), the children `pending`. Returns the children's rows. Fenced by the
+/// lease token `token` and status `running`: [`StorageError::LeaseLost`] (nothing changed)
+/// when the caller no longer holds the parent.
 pub fn split_partition(
     conn: &mut Connection,
     id: i64,
+    token: &str,
     children: &[(DateTime<Utc>, DateTime<Utc>)],
     now: DateTime<Utc>,
 ) -> Result<Vec<PartitionRow>, StorageError> {
@@ -546,8 +612,11 @@ pub fn split_partition(
             }
         }
         let db_now = db_time(now);
-        dispatch!(&mut *conn, |c| diesel::update(
-            ip::table.filter(ip::id.eq(id))
+        let n = dispatch!(&mut *conn, |c| diesel::update(
+            ip::table
+                .filter(ip::id.eq(id))
+                .filter(ip::lease_token.eq(token))
+                .filter(ip::status.eq(PartitionStatus::Running.as_str()))
         )
         .set((
             ip::status.eq(PartitionStatus::Split.as_str()),
@@ -557,6 +626,9 @@ pub fn split_partition(
             ip::updated_at.eq(db_now),
         ))
         .execute(c))?;
+        if n != 1 {
+            return Err(StorageError::LeaseLost { partition_id: id });
+        }
         let wanted: Vec<NewPartition> = children
             .iter()
             .map(|(a, b)| NewPartition {
@@ -641,11 +713,21 @@ pub fn start_run(
                 ingest_runs::rows_written.eq(0i64),
             ))
             .execute(c))?;
-        // The Writer is the only writer of this table, so the newest id is ours.
-        let id: Option<i64> = dispatch!(&mut *conn, |c| ingest_runs::table
-            .select(max(ingest_runs::id))
-            .first(c))?;
-        id.ok_or_else(|| StorageError::InvalidData("ingest_runs insert left no row".into()))
+        // The id of this connection's own insert (several instances insert at once).
+        let id: i64 = match conn {
+            Connection::Mysql(c) => {
+                diesel::select(sql::<BigInt>("CAST(LAST_INSERT_ID() AS SIGNED)")).get_result(c)?
+            }
+            Connection::Sqlite(c) => {
+                diesel::select(sql::<BigInt>("last_insert_rowid()")).get_result(c)?
+            }
+        };
+        if id <= 0 {
+            return Err(StorageError::InvalidData(
+                "ingest_runs insert returned no id".into(),
+            ));
+        }
+        Ok(id)
     })
 }
 

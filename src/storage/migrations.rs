@@ -10,7 +10,37 @@ pub const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/m
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 /// Applies every pending migration; returns the versions applied now (empty when up to date).
+///
+/// Several instances may start at once on one database: on MySQL they queue on a named lock;
+/// on SQLite (and should the lock be unavailable) a run that lost the race to another
+/// instance's identical migration ("already exists") reads the applied versions again.
 pub fn run_migrations(conn: &mut Connection) -> Result<Vec<String>, StorageError> {
+    use diesel::connection::SimpleConnection;
+    let locked = match conn {
+        Connection::Mysql(c) => c
+            .batch_execute("DO GET_LOCK('sluice_migrations', 120)")
+            .is_ok(),
+        Connection::Sqlite(_) => false,
+    };
+    let mut attempt = 0;
+    let r = loop {
+        attempt += 1;
+        match run_migrations_once(conn) {
+            Err(StorageError::Migration(m)) if attempt < 4 && m.contains("already exists") => {
+                std::thread::sleep(std::time::Duration::from_millis(200 * attempt));
+            }
+            r => break r,
+        }
+    };
+    if locked {
+        if let Connection::Mysql(c) = conn {
+            let _ = c.batch_execute("DO RELEASE_LOCK('sluice_migrations')");
+        }
+    }
+    r
+}
+
+fn run_migrations_once(conn: &mut Connection) -> Result<Vec<String>, StorageError> {
     let applied = match conn {
         Connection::Mysql(c) => c
             .run_pending_migrations(MYSQL_MIGRATIONS)

@@ -20,6 +20,7 @@ pub mod checkpoint;
 pub mod connection;
 pub mod digest;
 pub mod ledger;
+pub mod instances;
 pub mod migrations;
 pub mod models;
 pub mod prepared;

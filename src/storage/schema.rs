@@ -186,3 +186,26 @@ diesel::allow_tables_to_appear_in_same_query!(
     ingest_partitions,
     ingest_runs,
 );
+
+diesel::table! {
+    /// The leader lease per OAuth client id: the one instance that fetches (issue #15).
+    instance_leases (client_key) {
+        client_key -> Text,
+        holder -> Text,
+        token -> Text,
+        expires_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Every running instance (active or standing by) with its last heartbeat.
+    instances (instance) {
+        instance -> Text,
+        client_key -> Text,
+        command -> Text,
+        role -> Text,
+        started_at -> Timestamp,
+        seen_at -> Timestamp,
+    }
+}

@@ -73,9 +73,11 @@ fn populate(conn: &mut Connection) -> i64 {
     )
     .unwrap();
     let parent = id(Dataset::Conversations, 4);
+    let t = lease(conn, parent, now);
     let children = checkpoint::split_partition(
         conn,
         parent,
+        &t,
         &[
             (day(4), day(4) + chrono::Duration::hours(12)),
             (day(4) + chrono::Duration::hours(12), day(5)),

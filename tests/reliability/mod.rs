@@ -5,4 +5,6 @@ mod reliability_completion;
 mod reliability_crash;
 mod reliability_db_restart;
 mod reliability_faults;
+mod reliability_instances;
+mod reliability_leases;
 mod reliability_security;
