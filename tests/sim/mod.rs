@@ -3,3 +3,4 @@ mod sim_api;
 mod sim_jobs;
 mod sim_limits;
 mod sim_model;
+mod sim_scale;
