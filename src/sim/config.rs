@@ -158,7 +158,8 @@ fn parse_clients(s: &str) -> Result<Clients, String> {
     Ok(Clients(out))
 }
 
-fn parse_latency(s: &str) -> Result<(u64, u64), String> {
+/// `MIN,MAX` (or one value) milliseconds of added latency.
+pub fn parse_latency(s: &str) -> Result<(u64, u64), String> {
     let (a, b) = s.split_once(',').unwrap_or((s, s));
     let a: u64 = a.trim().parse().map_err(|_| format!("bad latency {s:?}"))?;
     let b: u64 = b.trim().parse().map_err(|_| format!("bad latency {s:?}"))?;
