@@ -15,6 +15,7 @@
 pub mod harness;
 pub mod naive;
 pub mod paths;
+pub mod stored;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,9 +24,8 @@ use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, TimeZone, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
-use harness::{
-    json_u64, machine_description, HarnessError, ScratchDb, ScratchDir, SimProcess, SluiceCommand,
-};
+use harness::{json_u64, machine_description, HarnessError, ScratchDir, SimProcess, SluiceCommand};
+use stored::ScratchDb;
 
 /// Errors of a benchmark run.
 #[derive(Debug, thiserror::Error)]
