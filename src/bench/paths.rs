@@ -479,22 +479,42 @@ pub fn compare_ids(expected: &BTreeMap<String, ChildCounts>, got: &[String]) -> 
 /// Σ over the stored conversation blocks of the query path's request allowance, with the
 /// block's conversations from the ground truth.
 fn block_bound(sim: &SimProcess, db: &ScratchDb) -> Result<(f64, usize), BenchError> {
-    let parts = db.probe()?.partitions()?;
-    let mut bound = 0.0;
-    let mut blocks = 0;
-    for p in parts.iter().filter(|p| p.dataset == "conversations") {
-        let (Some(a), Some(b)) = (parse_db_time(&p.range_start), parse_db_time(&p.range_end))
-        else {
-            return Err(BenchError::Failed(format!(
-                "partition {}: unreadable range {} .. {}",
-                p.id, p.range_start, p.range_end
-            )));
-        };
-        let e = sim.expected(&format!("{}/{}", rfc(a), rfc(b)))?;
-        bound += block_allowance(json_u64(&e, &["conversationCount"]));
-        blocks += 1;
+    let mut ranges = Vec::new();
+    for p in db.probe()?.partitions()? {
+        if p.dataset != "conversations" {
+            continue;
+        }
+        match (parse_db_time(&p.range_start), parse_db_time(&p.range_end)) {
+            (Some(a), Some(b)) => ranges.push((a, b)),
+            _ => {
+                return Err(BenchError::Failed(format!(
+                    "partition {}: unreadable range {} .. {}",
+                    p.id, p.range_start, p.range_end
+                )))
+            }
+        }
     }
-    Ok((bound, blocks))
+    let blocks = leaf_blocks(&ranges);
+    let mut bound = 0.0;
+    for (a, b) in &blocks {
+        let e = sim.expected(&format!("{}/{}", rfc(*a), rfc(*b)))?;
+        bound += block_allowance(json_u64(&e, &["conversationCount"]));
+    }
+    Ok((bound, blocks.len()))
+}
+
+/// The blocks that were fetched: a stored range that another stored range lies inside was split
+/// into those, so only the innermost ranges count.
+pub fn leaf_blocks<T: PartialOrd + Copy>(ranges: &[(T, T)]) -> Vec<(T, T)> {
+    ranges
+        .iter()
+        .filter(|&&(a, b)| {
+            !ranges
+                .iter()
+                .any(|&(c, d)| c >= a && d <= b && (c, d) != (a, b))
+        })
+        .copied()
+        .collect()
 }
 
 /// A stored instant: RFC 3339 or the databases' `YYYY-MM-DD HH:MM:SS[.fff]` (UTC).
@@ -690,6 +710,18 @@ mod tests {
         assert!(find(&c, name).pass());
         q.query_requests = 449;
         assert!(!find(&targets("busy", &[q]), name).pass());
+    }
+
+    #[test]
+    fn only_the_innermost_blocks_count() {
+        // A day split into two halves, the second half split again; a second day whole.
+        let ranges = [(0, 24), (0, 12), (12, 24), (12, 18), (18, 24), (24, 48)];
+        assert_eq!(
+            leaf_blocks(&ranges),
+            vec![(0, 12), (12, 18), (18, 24), (24, 48)]
+        );
+        // A repeated row is not its own child.
+        assert_eq!(leaf_blocks(&[(0, 24), (0, 24)]), vec![(0, 24), (0, 24)]);
     }
 
     #[test]
