@@ -8,10 +8,14 @@
 //!
 //! - `budget`: how much of the org's request budget a backfill uses, with a background
 //!   integration sharing the org, and what that costs the org (429s, collateral 429s).
-//! - `paths`: the same range through the synchronous query only and through jobs (auto).
+//! - `paths`: a naive sequential SDK loop and the engine's auto, query and jobs paths over the
+//!   same simulated org (busy, quiet, huge), with the targets as ratios of one run.
 //! - `overhead`: the engine's own cost with the simulator's limits off (conversations/s, CPU
 //!   seconds per 100,000 conversations, peak RSS) into MariaDB and SQLite.
 pub mod harness;
+pub mod naive;
+pub mod paths;
+pub mod stored;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,9 +24,8 @@ use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, TimeZone, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
-use harness::{
-    json_u64, machine_description, HarnessError, ScratchDb, ScratchDir, SimProcess, SluiceCommand,
-};
+use harness::{json_u64, machine_description, HarnessError, ScratchDir, SimProcess, SluiceCommand};
+use stored::ScratchDb;
 
 /// Errors of a benchmark run.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +47,7 @@ pub struct BenchArgs {
 pub enum BenchKind {
     /// Budget utilization, 429 ratio and collateral 429s with a background integration.
     Budget(BudgetArgs),
-    /// Requests and wall time: synchronous query only vs jobs (auto).
+    /// The naive SDK loop vs `--mode auto|query|jobs`: wall time, requests, duplicates, slots.
     Paths(PathsArgs),
     /// Engine overhead with the simulator's limits off: conversations/s, CPU, peak RSS.
     Overhead(OverheadArgs),
@@ -158,14 +161,38 @@ pub struct PathsArgs {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub org: OrgArgs,
-    /// Days of history to backfill (each path).
+    /// The simulated org: busy, quiet, huge, all three, or custom (--days, --per-day).
+    #[arg(long, value_enum, default_value_t = paths::ScenarioChoice::Busy)]
+    pub scenario: paths::ScenarioChoice,
+    /// Clients to run, in this order: naive, auto, query, jobs.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "naive,auto,query,jobs"
+    )]
+    pub paths: Vec<paths::PathKind>,
+    /// Days of history (custom scenario).
     #[arg(long, default_value_t = 14)]
     pub days: u32,
-    /// Simulated job run time, in milliseconds.
+    /// API latency `MIN,MAX` ms (custom scenario).
+    #[arg(long, value_parser = crate::sim::config::parse_latency)]
+    pub latency_ms: Option<(u64, u64)>,
+    /// Users (agents) of the simulated org.
+    #[arg(long, default_value_t = 50)]
+    pub users: u32,
+    /// Shortest simulated job run time before the per-result part, in milliseconds.
     #[arg(long)]
     pub job_delay_ms: Option<u64>,
-    #[arg(long, value_enum, default_value_t = DbChoice::Sqlite)]
-    pub db: DbChoice,
+    /// Longest simulated job run time before the per-result part, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub job_delay_max_ms: u64,
+    /// Simulated job run time per 10,000 results, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub job_run_per_10k_ms: u64,
+    /// Running jobs per org (the simulator's limit).
+    #[arg(long, default_value_t = 5)]
+    pub job_concurrency: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -199,7 +226,7 @@ pub fn run_cli(args: BenchArgs) -> Result<(), BenchError> {
     );
     match args.kind {
         BenchKind::Budget(a) => budget(&bin, &a).map(|_| ()),
-        BenchKind::Paths(a) => paths(&bin, &a).map(|_| ()),
+        BenchKind::Paths(a) => paths::run(&bin, &a).map(|_| ()),
         BenchKind::Overhead(a) => overhead(&bin, &a).map(|_| ()),
     }
 }
@@ -623,123 +650,7 @@ fn print_budget(r: &BudgetReport, a: &BudgetArgs) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. Path choice
-
-/// One path's figures.
-#[derive(Clone, Debug)]
-pub struct PathRun {
-    pub mode: String,
-    pub counts: ClientCounts,
-    pub wall_secs: f64,
-    pub stored: u64,
-    pub expected: u64,
-    pub exit_code: Option<i32>,
-}
-
-pub fn paths(bin: &Path, a: &PathsArgs) -> Result<Vec<PathRun>, BenchError> {
-    let dir = ScratchDir::new("sluice-bench-paths")?;
-    let range = range_for(&a.org, a.days)?;
-    let BenchRange { now, from, to } = range;
-    let mut runs = Vec::new();
-    for mode in ["query", "auto"] {
-        let mut sim_args = vec![
-            "--seed".to_string(),
-            a.org.seed.to_string(),
-            "--days".into(),
-            (a.days + 10).to_string(),
-            "--per-day".into(),
-            a.org.per_day.to_string(),
-            "--now".into(),
-            rfc(now),
-        ];
-        if let Some(d) = a.job_delay_ms {
-            sim_args.extend(["--job-delay-ms".into(), d.to_string()]);
-        }
-        sim_args.extend(a.limits.sim_args());
-        let sim = SimProcess::start(bin, dir.path(), &sim_args)?;
-        // Each path starts from an empty database: a shared one would make the second run
-        // find every partition done.
-        let db_dir = dir.path().join(mode);
-        std::fs::create_dir_all(&db_dir)
-            .map_err(|e| BenchError::Failed(format!("cannot create {}: {e}", db_dir.display())))?;
-        let dbs = databases(
-            if a.db == DbChoice::Both {
-                DbChoice::Sqlite
-            } else {
-                a.db
-            },
-            &db_dir,
-        )?;
-        let db = dbs
-            .first()
-            .ok_or_else(|| BenchError::Failed("no database chosen".into()))?;
-        let cmd = a.limits.engine_env(backfill_command(
-            bin,
-            dir.path(),
-            &sim,
-            db,
-            &range,
-            &a.org.datasets,
-            mode,
-        ));
-        println!("sim: sluice sim {}", sim_args.join(" "));
-        println!("engine: {}", cmd.display());
-        let base = ClientCounts::from_stats(&sim.stats()?, SIM_CLIENT_ID);
-        let f = cmd.run(
-            &format!("paths-{mode}"),
-            Duration::from_secs(a.org.timeout_secs),
-        )?;
-        let counts = ClientCounts::from_stats(&sim.stats()?, SIM_CLIENT_ID).minus(&base);
-        let run = PathRun {
-            mode: mode.into(),
-            counts,
-            wall_secs: f.wall.as_secs_f64(),
-            stored: stored_count(db).unwrap_or(0),
-            expected: expected_count(&sim, from, to)?,
-            exit_code: f.code(),
-        };
-        println!(
-            "  {mode:>5}: exit {:?}, {} requests ({} answered 429), wall {:.1} s, {}/{} conversations",
-            run.exit_code,
-            run.counts.requests,
-            run.counts.rate_limited,
-            run.wall_secs,
-            run.stored,
-            run.expected
-        );
-        if !f.success() {
-            println!("engine log tail:\n{}", tail_str(&f.log, 3000));
-        }
-        runs.push(run);
-    }
-    println!();
-    println!(
-        "path choice, {} days x {} conversations/day ({} .. {}), limits {} per {} s:",
-        a.days,
-        a.org.per_day,
-        rfc(from),
-        rfc(to),
-        a.limits.window_limit,
-        a.limits.window_secs
-    );
-    println!("  mode   requests  429s  wall (s)  conversations  requests per 1,000 conversations");
-    for r in &runs {
-        println!(
-            "  {:>5}  {:>8}  {:>4}  {:>8.1}  {:>13}  {:>10.1}",
-            r.mode,
-            r.counts.requests,
-            r.counts.rate_limited,
-            r.wall_secs,
-            r.stored,
-            if r.stored > 0 {
-                r.counts.requests as f64 * 1000.0 / r.stored as f64
-            } else {
-                0.0
-            }
-        );
-    }
-    Ok(runs)
-}
+// 2. Paths: see `paths.rs`.
 
 fn tail_str(s: &str, max: usize) -> &str {
     let mut start = s.len().saturating_sub(max);

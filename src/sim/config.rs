@@ -56,9 +56,17 @@ pub struct SimArgs {
     /// Running jobs per org; above it: 429.
     #[arg(long, default_value_t = 5)]
     pub job_concurrency: u32,
-    /// Time a job takes from submission to FULFILLED (real time).
+    /// Time a job takes from submission to FULFILLED (real time), before the part that grows
+    /// with its result size (`--job-run-per-10k-ms`).
     #[arg(long, default_value_t = 2000)]
     pub job_delay_ms: u64,
+    /// With this, each job's fixed part is drawn uniformly from `job-delay-ms..=job-delay-max-ms`
+    /// (real jobs do not all take the same time).
+    #[arg(long)]
+    pub job_delay_max_ms: Option<u64>,
+    /// Run time a job spends per 10,000 results, on top of its fixed part.
+    #[arg(long, default_value_t = 1000)]
+    pub job_run_per_10k_ms: u64,
     /// Job results live this long after completion (simulated time), then EXPIRED.
     #[arg(long, default_value_t = 86400)]
     pub job_expiry_secs: u64,
@@ -154,7 +162,8 @@ fn parse_clients(s: &str) -> Result<Clients, String> {
     Ok(Clients(out))
 }
 
-fn parse_latency(s: &str) -> Result<(u64, u64), String> {
+/// `MIN,MAX` (or one value) milliseconds of added latency.
+pub fn parse_latency(s: &str) -> Result<(u64, u64), String> {
     let (a, b) = s.split_once(',').unwrap_or((s, s));
     let a: u64 = a.trim().parse().map_err(|_| format!("bad latency {s:?}"))?;
     let b: u64 = b.trim().parse().map_err(|_| format!("bad latency {s:?}"))?;
@@ -198,6 +207,10 @@ pub struct SimConfig {
     pub paging_cap: u32,
     pub job_concurrency: u32,
     pub job_delay: Duration,
+    /// Upper end of the fixed part of a job's run time (`None`: always `job_delay`).
+    pub job_delay_max: Option<Duration>,
+    /// Run time per 10,000 results, on top of the fixed part.
+    pub job_run_per_10k: Duration,
     pub job_expiry: Duration,
     pub job_page_size_max: u32,
     pub availability_lag: Duration,
@@ -246,6 +259,8 @@ impl Default for SimConfig {
             paging_cap: 10_000,
             job_concurrency: 5,
             job_delay: Duration::from_millis(2000),
+            job_delay_max: None,
+            job_run_per_10k: Duration::from_millis(1000),
             job_expiry: Duration::from_secs(86_400),
             job_page_size_max: 1000,
             availability_lag: Duration::from_secs(6 * 3600),
@@ -284,6 +299,10 @@ impl From<SimArgs> for SimConfig {
             paging_cap: a.paging_cap,
             job_concurrency: a.job_concurrency,
             job_delay: Duration::from_millis(a.job_delay_ms),
+            job_delay_max: a
+                .job_delay_max_ms
+                .map(|m| Duration::from_millis(m.max(a.job_delay_ms))),
+            job_run_per_10k: Duration::from_millis(a.job_run_per_10k_ms),
             job_expiry: Duration::from_secs(a.job_expiry_secs),
             job_page_size_max: a.job_page_size_max.max(1),
             availability_lag: Duration::try_from_secs_f64(a.availability_lag_hours * 3600.0)
@@ -334,6 +353,8 @@ mod tests {
             "2024-03-01T12:00:00Z",
             "--no-limits",
             "--pipeline-nightly",
+            "--job-delay-max-ms",
+            "5000",
         ])
         .unwrap();
         let cfg = SimConfig::from(cmd.sim);
@@ -344,6 +365,8 @@ mod tests {
         assert_eq!(cfg.bg_hours, Some((8, 17)));
         assert!(cfg.no_limits);
         assert_eq!(cfg.window, Duration::from_secs(60));
+        assert_eq!(cfg.job_delay_max, Some(Duration::from_millis(5000)));
+        assert_eq!(cfg.job_run_per_10k, Duration::from_millis(1000));
         let dbg = format!("{cfg:?}");
         assert!(dbg.contains("a:[redacted]") && !dbg.contains(":x"), "{dbg}");
         assert!(Cmd::try_parse_from(["sim", "--clients", "nosecret"]).is_err());

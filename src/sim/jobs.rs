@@ -1,8 +1,12 @@
 //! Asynchronous detail jobs (facts §3, §4.2): QUEUED, then PENDING, then FULFILLED (or FAILED by
-//! fault injection) once `job_delay` of real time has passed; results expire `job_expiry` of
-//! simulated time after completion (state EXPIRED, results 404). At most `job_concurrency` jobs
-//! run at once per org (429 beyond). A job sees the data lake as of its submission's
+//! fault injection) once the job's run time of real time has passed; results expire `job_expiry`
+//! of simulated time after completion (state EXPIRED, results 404). At most `job_concurrency`
+//! jobs run at once per org (429 beyond). A job sees the data lake as of its submission's
 //! `dataAvailabilityDate` (now minus the lag): nothing after it, in-progress views at it.
+//!
+//! Like the real ones, jobs take longer the more they return: the run time is a fixed part
+//! (drawn from `job_delay..=job_delay_max`) plus `job_run_per_10k` per 10,000 results, so the
+//! results are computed at submission (the data lake as of then is what the job reads anyway).
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,15 +49,71 @@ pub enum JobResults {
     Users(Vec<UserDetail>),
 }
 
+impl JobResults {
+    /// Number of results (conversations or user details).
+    pub fn len(&self) -> usize {
+        match self {
+            JobResults::Conversations(h) => h.len(),
+            JobResults::Users(u) => u.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How long jobs run: a fixed part drawn from `delay..=delay_max`, plus `per_10k` for every
+/// 10,000 results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunTime {
+    pub delay: Duration,
+    pub delay_max: Duration,
+    pub per_10k: Duration,
+}
+
+impl RunTime {
+    /// Always `delay`, whatever the result size.
+    pub fn fixed(delay: Duration) -> Self {
+        RunTime {
+            delay,
+            delay_max: delay,
+            per_10k: Duration::ZERO,
+        }
+    }
+
+    /// The run time of a job returning `results` results; `u` in `[0, 1)` picks the fixed part.
+    /// Whole milliseconds, like the dates the API shows it in.
+    pub fn of(&self, results: usize, u: f64) -> Duration {
+        let spread = self.delay_max.saturating_sub(self.delay);
+        let fixed = self.delay + spread.mul_f64(u.clamp(0.0, 1.0));
+        let run = fixed + self.per_10k.mul_f64(results as f64 / 10_000.0);
+        Duration::from_millis(u64::try_from(run.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// A job to register: what it selects, its results as of submission, and how long it runs.
+pub struct NewJob {
+    pub id: String,
+    pub kind: JobKind,
+    pub query: JobQuery,
+    pub results: Arc<JobResults>,
+    pub run: Duration,
+    /// dataAvailabilityDate at submission (ms since the epoch).
+    pub availability_ms: i64,
+    pub fails: bool,
+}
+
 pub struct Job {
     pub kind: JobKind,
     pub query: JobQuery,
     submitted: Instant,
+    /// Real time from submission to completion.
+    pub run: Duration,
     pub submission_date: DateTime<Utc>,
     /// dataAvailabilityDate when the job was submitted (ms since the epoch).
     pub availability_ms: i64,
     fails: bool,
-    pub results: Mutex<Option<Arc<JobResults>>>,
+    pub results: Arc<JobResults>,
 }
 
 /// A job's status at `(real now, simulated now)`.
@@ -72,7 +132,7 @@ pub enum JobError {
 }
 
 pub struct Jobs {
-    delay: Duration,
+    run_time: RunTime,
     expiry: chrono::Duration,
     cap: u32,
     enabled: bool,
@@ -80,9 +140,9 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    pub fn new(delay: Duration, expiry: Duration, cap: u32, enabled: bool) -> Self {
+    pub fn new(run_time: RunTime, expiry: Duration, cap: u32, enabled: bool) -> Self {
         Jobs {
-            delay,
+            run_time,
             expiry: chrono::Duration::from_std(expiry).unwrap_or(chrono::Duration::days(1)),
             cap,
             enabled,
@@ -94,28 +154,28 @@ impl Jobs {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn running(&self, job: &Job, now: Instant) -> bool {
-        now.saturating_duration_since(job.submitted) < self.delay
+    /// How long jobs run.
+    pub fn run_time(&self) -> RunTime {
+        self.run_time
+    }
+
+    fn running(job: &Job, now: Instant) -> bool {
+        now.saturating_duration_since(job.submitted) < job.run
     }
 
     /// Registers a job unless `cap` jobs are running at `now`.
-    #[allow(clippy::too_many_arguments)]
     pub fn submit(
         &self,
-        id: String,
-        kind: JobKind,
-        query: JobQuery,
+        new: NewJob,
         now: Instant,
         sim_now: DateTime<Utc>,
-        availability_ms: i64,
-        fails: bool,
     ) -> Result<String, JobError> {
         let mut jobs = self.lock();
         if self.enabled {
             let running: Vec<Instant> = jobs
                 .values()
-                .filter(|j| self.running(j, now))
-                .map(|j| j.submitted + self.delay)
+                .filter(|j| Self::running(j, now))
+                .map(|j| j.submitted + j.run)
                 .collect();
             if running.len() as u32 >= self.cap {
                 let first_done = running.into_iter().min().unwrap_or(now);
@@ -124,16 +184,18 @@ impl Jobs {
                 });
             }
         }
+        let id = new.id;
         jobs.insert(
             id.clone(),
             Arc::new(Job {
-                kind,
-                query,
+                kind: new.kind,
+                query: new.query,
                 submitted: now,
+                run: new.run,
                 submission_date: sim_now,
-                availability_ms,
-                fails,
-                results: Mutex::new(None),
+                availability_ms: new.availability_ms,
+                fails: new.fails,
+                results: new.results,
             }),
         );
         Ok(id)
@@ -161,12 +223,12 @@ impl Jobs {
     /// The job's state machine.
     pub fn status(&self, job: &Job, now: Instant, sim_now: DateTime<Utc>) -> JobStatus {
         let elapsed = now.saturating_duration_since(job.submitted);
-        let delay = chrono::Duration::from_std(self.delay).unwrap_or_default();
-        let completion = job.submission_date + delay;
+        let run = chrono::Duration::from_std(job.run).unwrap_or_default();
+        let completion = job.submission_date + run;
         let expiration = completion + self.expiry;
-        let state = if elapsed < self.delay / 2 {
+        let state = if elapsed < job.run / 2 {
             job_state::QUEUED
-        } else if elapsed < self.delay {
+        } else if elapsed < job.run {
             job_state::PENDING
         } else if sim_now >= expiration {
             job_state::EXPIRED
@@ -221,6 +283,18 @@ mod tests {
     use super::*;
     use crate::sim::query::{Matching, Order, OrderBy};
 
+    fn job(id: &str, kind: JobKind, run: Duration, fails: bool) -> NewJob {
+        NewJob {
+            id: id.into(),
+            kind,
+            query: q(),
+            results: Arc::new(JobResults::Users(vec![])),
+            run,
+            availability_ms: 0,
+            fails,
+        }
+    }
+
     fn q() -> JobQuery {
         let t = ms(0);
         JobQuery::Conversations(Selection {
@@ -236,11 +310,12 @@ mod tests {
 
     #[test]
     fn lifecycle_and_expiry() {
-        let jobs = Jobs::new(Duration::from_secs(4), Duration::from_secs(3600), 5, true);
+        let run = Duration::from_secs(4);
+        let jobs = Jobs::new(RunTime::fixed(run), Duration::from_secs(3600), 5, true);
         let t0 = Instant::now();
         let s0 = ms(1_700_000_000_000);
         let id = jobs
-            .submit("j".into(), JobKind::Conversations, q(), t0, s0, 0, false)
+            .submit(job("j", JobKind::Conversations, run, false), t0, s0)
             .unwrap();
         let j = jobs.get(&id, JobKind::Conversations).unwrap();
         assert!(jobs.get(&id, JobKind::Users).is_err());
@@ -271,9 +346,10 @@ mod tests {
 
     #[test]
     fn failed_jobs_say_why() {
-        let jobs = Jobs::new(Duration::from_secs(1), Duration::from_secs(3600), 5, true);
+        let run = Duration::from_secs(1);
+        let jobs = Jobs::new(RunTime::fixed(run), Duration::from_secs(3600), 5, true);
         let t0 = Instant::now();
-        jobs.submit("f".into(), JobKind::Users, q(), t0, ms(0), 0, true)
+        jobs.submit(job("f", JobKind::Users, run, true), t0, ms(0))
             .unwrap();
         let j = jobs.get("f", JobKind::Users).unwrap();
         let st = jobs.status(&j, t0 + Duration::from_secs(1), ms(0));
@@ -283,20 +359,16 @@ mod tests {
 
     #[test]
     fn cap_refuses_until_the_first_running_job_completes() {
-        let jobs = Jobs::new(
-            Duration::from_millis(2500),
-            Duration::from_secs(3600),
-            2,
-            true,
-        );
+        let run = Duration::from_millis(2500);
+        let jobs = Jobs::new(RunTime::fixed(run), Duration::from_secs(3600), 2, true);
         let t0 = Instant::now();
-        jobs.submit("a".into(), JobKind::Conversations, q(), t0, ms(0), 0, false)
+        jobs.submit(job("a", JobKind::Conversations, run, false), t0, ms(0))
             .unwrap();
         let t1 = t0 + Duration::from_millis(500);
-        jobs.submit("b".into(), JobKind::Conversations, q(), t1, ms(0), 0, false)
+        jobs.submit(job("b", JobKind::Conversations, run, false), t1, ms(0))
             .unwrap();
         let e = jobs
-            .submit("c".into(), JobKind::Conversations, q(), t1, ms(0), 0, false)
+            .submit(job("c", JobKind::Conversations, run, false), t1, ms(0))
             .unwrap_err();
         // "a" completes at 2.5 s; from 0.5 s that is 2 s
         assert_eq!(
@@ -306,15 +378,15 @@ mod tests {
             }
         );
         let at = t1 + Duration::from_secs(2);
-        jobs.submit("c".into(), JobKind::Conversations, q(), at, ms(0), 0, false)
+        jobs.submit(job("c", JobKind::Conversations, run, false), at, ms(0))
             .unwrap();
         // deleting a running job frees its place
         let t2 = at;
         assert!(jobs
-            .submit("d".into(), JobKind::Conversations, q(), t2, ms(0), 0, false)
+            .submit(job("d", JobKind::Conversations, run, false), t2, ms(0))
             .is_err());
         jobs.delete("b", JobKind::Conversations).unwrap();
-        jobs.submit("d".into(), JobKind::Conversations, q(), t2, ms(0), 0, false)
+        jobs.submit(job("d", JobKind::Conversations, run, false), t2, ms(0))
             .unwrap();
     }
 
@@ -323,5 +395,23 @@ mod tests {
         assert_eq!(decode_cursor(&encode_cursor(1234)), Some(1234));
         assert_eq!(decode_cursor("!!"), None);
         assert_eq!(decode_cursor("Zm9v"), None);
+    }
+
+    #[test]
+    fn run_time_grows_with_results_within_the_fixed_spread() {
+        let rt = RunTime {
+            delay: Duration::from_secs(2),
+            delay_max: Duration::from_secs(5),
+            per_10k: Duration::from_secs(1),
+        };
+        assert_eq!(rt.of(0, 0.0), Duration::from_secs(2));
+        assert_eq!(rt.of(0, 1.0), Duration::from_secs(5));
+        assert_eq!(rt.of(30_000, 0.0), Duration::from_secs(5));
+        assert_eq!(rt.of(5_000, 0.5), Duration::from_millis(4000));
+        assert_eq!(rt.of(123, 0.0), Duration::from_millis(2012));
+        assert_eq!(
+            RunTime::fixed(Duration::from_secs(2)).of(90_000, 0.7),
+            Duration::from_secs(2)
+        );
     }
 }

@@ -70,6 +70,11 @@ pub struct LimitState {
     /// sharing one client must stay under its cap together).
     client_in_flight: BTreeMap<String, u32>,
     client_peak: BTreeMap<String, u32>,
+    /// Slots in use over time: the first admitted request, the last change of `in_flight`, and
+    /// the integral of `in_flight` (slot-seconds) between them.
+    first_admitted: Option<Instant>,
+    last_change: Option<Instant>,
+    slot_seconds: f64,
     /// client -> (window index, accepted requests in it)
     counts: HashMap<String, (u64, u32)>,
     history: BTreeMap<u64, WindowStat>,
@@ -96,6 +101,9 @@ impl LimitState {
             breaches: 0,
             client_in_flight: BTreeMap::new(),
             client_peak: BTreeMap::new(),
+            first_admitted: None,
+            last_change: None,
+            slot_seconds: 0.0,
             counts: HashMap::new(),
             history: BTreeMap::new(),
         }
@@ -151,6 +159,8 @@ impl LimitState {
         }
         if result.is_ok() {
             self.counts.insert(client.to_string(), (idx, used + 1));
+            self.advance(now);
+            self.first_admitted.get_or_insert(now);
             self.in_flight += 1;
             self.peak = self.peak.max(self.in_flight);
             let n = self.client_in_flight.entry(client.to_string()).or_default();
@@ -162,22 +172,53 @@ impl LimitState {
         result
     }
 
-    /// One admitted request finished.
+    /// One admitted request finished (no time passes for the slot accounting).
     pub fn release(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
-    /// One admitted request of `client` finished.
-    pub fn release_client(&mut self, client: &str) {
+    /// One admitted request of `client` finished at `now`.
+    pub fn release_client(&mut self, client: &str, now: Instant) {
         if let Some(n) = self.client_in_flight.get_mut(client) {
             *n = n.saturating_sub(1);
         }
-        self.release();
+        self.release_at(now);
     }
 
     /// Each client's peak of admitted requests in flight at once.
     pub fn peak_by_client(&self) -> &BTreeMap<String, u32> {
         &self.client_peak
+    }
+
+    /// One admitted request finished at `now`.
+    pub fn release_at(&mut self, now: Instant) {
+        self.advance(now);
+        self.release();
+    }
+
+    /// Adds the slots in use since the last change up to `now` (never backwards: callers read
+    /// the clock before taking the lock).
+    fn advance(&mut self, now: Instant) {
+        match self.last_change {
+            Some(last) if now > last => {
+                self.slot_seconds += f64::from(self.in_flight) * (now - last).as_secs_f64();
+                self.last_change = Some(now);
+            }
+            Some(_) => {}
+            None => self.last_change = Some(now),
+        }
+    }
+
+    /// Time-weighted mean of the requests in flight from the first admitted request to the last
+    /// change (0 before any), and the length of that span in seconds.
+    pub fn in_flight_mean(&self) -> (f64, f64) {
+        match (self.first_admitted, self.last_change) {
+            (Some(a), Some(b)) if b > a => {
+                let span = (b - a).as_secs_f64();
+                (self.slot_seconds / span, span)
+            }
+            _ => (0.0, 0.0),
+        }
     }
 
     pub fn in_flight(&self) -> u32 {
@@ -211,7 +252,7 @@ pub struct InFlight(Limits, String);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.lock().release_client(&self.1);
+        self.0.lock().release_client(&self.1, Instant::now());
     }
 }
 
@@ -335,6 +376,26 @@ mod tests {
         }
         assert_eq!(s.peak(), 5);
         assert_eq!(s.breaches(), 4);
+    }
+
+    #[test]
+    fn mean_in_flight_is_weighted_by_time() {
+        let (mut s, t0) = state(100, 10);
+        assert_eq!(s.in_flight_mean(), (0.0, 0.0));
+        let at = |ms| t0 + Duration::from_millis(ms);
+        // 0..1 s: one request; 1..3 s: three; 3..4 s: none in flight.
+        s.admit("a", at(0)).unwrap();
+        s.admit("a", at(1000)).unwrap();
+        s.admit("a", at(1000)).unwrap();
+        s.release_at(at(3000));
+        s.release_at(at(3000));
+        s.release_at(at(3000));
+        s.admit("a", at(4000)).unwrap();
+        s.release_at(at(4000));
+        let (mean, span) = s.in_flight_mean();
+        assert!((span - 4.0).abs() < 1e-9, "{span}");
+        assert!((mean - 7.0 / 4.0).abs() < 1e-9, "{mean}");
+        assert_eq!(s.peak(), 3);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use super::config::SimConfig;
 use super::data::{merge_into, Dataset};
 use super::faults::{truncate, Faults};
 use super::jobs::{
-    decode_cursor, encode_cursor, JobError, JobKind, JobQuery, JobResults, Jobs, UserSelection,
+    decode_cursor, encode_cursor, JobError, JobKind, JobQuery, JobResults, Jobs, NewJob, RunTime,
+    UserSelection,
 };
 use super::limits::{too_many_requests_body, Cause, LimitState, Limits, Rejection};
 use super::query::{
@@ -81,7 +82,16 @@ impl SimState {
             )),
             stats: Stats::new(Utc::now()),
             faults: Faults::new(&cfg),
-            jobs: Jobs::new(cfg.job_delay, cfg.job_expiry, cfg.job_concurrency, enabled),
+            jobs: Jobs::new(
+                RunTime {
+                    delay: cfg.job_delay,
+                    delay_max: cfg.job_delay_max.unwrap_or(cfg.job_delay),
+                    per_10k: cfg.job_run_per_10k,
+                },
+                cfg.job_expiry,
+                cfg.job_concurrency,
+                enabled,
+            ),
             correlation: AtomicU64::new(1),
             cfg,
         }
@@ -564,6 +574,8 @@ async fn conversations_query(
         if page.is_empty() {
             return Ok(Reply::ok(format!("{{\"totalHits\":{total}}}").into_bytes()));
         }
+        c.st.stats
+            .conversations_served(page.iter().map(|h| h.skeleton().id));
         let mut out = Vec::with_capacity(page.len() * 3000 + 64);
         out.extend_from_slice(b"{\"conversations\":[");
         for (i, h) in page.iter().enumerate() {
@@ -720,18 +732,27 @@ async fn submit_job(
             }
         };
         let fails = c.st.faults.job_fails();
-        let availability = c.st.availability(c.now).timestamp_millis();
+        let availability = c.st.availability(c.now);
+        let availability_ms = availability.timestamp_millis();
+        let results = Arc::new(match &query {
+            JobQuery::Conversations(sel) => {
+                JobResults::Conversations(select(&c.st.dataset, sel, availability_ms))
+            }
+            JobQuery::Users(sel) => JobResults::Users(users_for_job(c.st, sel, availability)),
+        });
+        let run = c.st.jobs.run_time().of(results.len(), rand::random());
+        let new = NewJob {
+            id: uuid_v4(),
+            kind,
+            query,
+            results,
+            run,
+            availability_ms,
+            fails,
+        };
         let job_id =
             c.st.jobs
-                .submit(
-                    uuid_v4(),
-                    kind,
-                    query,
-                    Instant::now(),
-                    c.now,
-                    availability,
-                    fails,
-                )
+                .submit(new, Instant::now(), c.now)
                 .map_err(job_error)?;
         if fails {
             c.st.stats.job_failed();
@@ -858,24 +879,7 @@ fn job_results(c: &Call<'_>, kind: JobKind) -> Result<Reply, ApiError> {
         }
     }
     let availability = Jobs::availability(&job);
-    let results = {
-        let mut slot = job.results.lock().unwrap_or_else(|e| e.into_inner());
-        match slot.as_ref() {
-            Some(r) => r.clone(),
-            None => {
-                let r = Arc::new(match &job.query {
-                    JobQuery::Conversations(sel) => {
-                        JobResults::Conversations(select(&c.st.dataset, sel, job.availability_ms))
-                    }
-                    JobQuery::Users(sel) => {
-                        JobResults::Users(users_for_job(c.st, sel, availability))
-                    }
-                });
-                *slot = Some(r.clone());
-                r
-            }
-        }
-    };
+    let results = job.results.clone();
     let (len, mut out) = match results.as_ref() {
         JobResults::Conversations(h) => {
             (h.len(), Vec::with_capacity(size.min(h.len()) * 3200 + 128))
@@ -889,6 +893,13 @@ fn job_results(c: &Call<'_>, kind: JobKind) -> Result<Reply, ApiError> {
     } else {
         "userDetails"
     };
+    match results.as_ref() {
+        JobResults::Conversations(h) => {
+            c.st.stats
+                .conversations_served(h[from..end].iter().map(|h| h.skeleton().id))
+        }
+        JobResults::Users(u) => c.st.stats.user_details_served(&u[from..end]),
+    }
     out.push(b'{');
     if from < end {
         out.extend_from_slice(format!("\"{key}\":[").as_bytes());
@@ -1140,6 +1151,7 @@ async fn users_query(st: web::Data<SimState>, req: HttpRequest, p: web::Payload)
                 _ => page.push(d.detail),
             }
         }
+        c.st.stats.user_details_served(&page);
         #[derive(serde::Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Page {

@@ -3,13 +3,23 @@
 //! served, faults). Requests to
 //! `/__sim/*` are not counted. `collateral429s` are the background integration's requests refused
 //! because the org's concurrency pool was full (its own rate window is its own business).
-use std::collections::BTreeMap;
+//!
+//! `served` says how much of what the API sent was new: per dataset, the records served over
+//! query pages and job results, and how many distinct records they were (conversations by id;
+//! user presence and routing-status records by user, kind and start). A client that reads
+//! overlapping blocks serves the same records twice. `inFlightMean` is the time-weighted mean of
+//! analytics requests in flight (the org's concurrency slots in use) from the first admitted
+//! request to the last one's end; `peakConcurrency` its peak.
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::genesys::model::instant;
+
+use crate::genesys::model::UserDetail;
 
 use super::config::BACKGROUND_CLIENT_ID;
 use super::limits::{Cause, LimitState};
@@ -29,6 +39,39 @@ struct Counters {
     jobs_expired: u64,
     unauthorized: u64,
     collateral: u64,
+    conversations: Served,
+    users: Served,
+}
+
+/// Records served of one dataset and the distinct keys among them.
+#[derive(Debug, Default)]
+struct Served {
+    served: u64,
+    unique: HashSet<u128>,
+}
+
+impl Served {
+    fn add(&mut self, key: u128) {
+        self.served += 1;
+        self.unique.insert(key);
+    }
+    fn snapshot(&self) -> Value {
+        let unique = self.unique.len() as u64;
+        json!({
+            "served": self.served,
+            "unique": unique,
+            "servedPerUnique": if unique == 0 { 0.0 } else { self.served as f64 / unique as f64 },
+        })
+    }
+}
+
+/// The key of one presence or routing-status record: user, kind and start.
+fn status_key(user: &str, kind: u8, start: &impl Hash) -> u128 {
+    let mut h = DefaultHasher::new();
+    (user, kind, start).hash(&mut h);
+    let a = h.finish();
+    (kind, start, user).hash(&mut h);
+    (u128::from(a) << 64) | u128::from(h.finish())
 }
 
 /// The simulator's counters.
@@ -102,6 +145,27 @@ impl Stats {
         self.lock().jobs_expired += 1;
     }
 
+    /// Conversations served (query pages, job results), by id.
+    pub fn conversations_served(&self, ids: impl IntoIterator<Item = u128>) {
+        let mut c = self.lock();
+        for id in ids {
+            c.conversations.add(id);
+        }
+    }
+
+    /// User details served: each presence and routing-status record counts once.
+    pub fn user_details_served<'a>(&self, details: impl IntoIterator<Item = &'a UserDetail>) {
+        let mut c = self.lock();
+        for d in details {
+            for p in &d.primary_presence {
+                c.users.add(status_key(&d.user_id, 0, &p.start_time));
+            }
+            for r in &d.routing_status {
+                c.users.add(status_key(&d.user_id, 1, &r.start_time));
+            }
+        }
+    }
+
     /// The `/__sim/stats` document.
     pub fn snapshot(&self, limits: &LimitState) -> Value {
         let c = self.lock();
@@ -117,6 +181,7 @@ impl Stats {
         for (k, v) in &c.limited_by_cause {
             by_cause.insert(k, *v);
         }
+        let (in_flight_mean, in_flight_span) = limits.in_flight_mean();
         let windows: Vec<Value> = limits
             .history()
             .iter()
@@ -141,6 +206,9 @@ impl Stats {
             "inFlight": limits.in_flight(),
             "peakConcurrency": limits.peak(),
             "peakConcurrencyByClient": limits.peak_by_client(),
+            "inFlightMean": in_flight_mean,
+            "inFlightSpanSecs": in_flight_span,
+            "served": {"conversations": c.conversations.snapshot(), "users": c.users.snapshot()},
             "concurrencyBreaches": limits.breaches(),
             "windowSecs": limits.window.as_secs_f64(),
             "startedAt": instant::format(&self.started_at),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, TimeZone, Utc};
 pub use sluice::bench::harness::*;
+pub use sluice::bench::stored::*;
 pub use sluice::bench::{SIM_CLIENT_ID, SIM_CLIENT_SECRET};
 
 /// The binary under test.

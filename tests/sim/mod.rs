@@ -4,3 +4,4 @@ mod sim_jobs;
 mod sim_limits;
 mod sim_model;
 mod sim_pipeline;
+mod sim_scale;
