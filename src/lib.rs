@@ -18,6 +18,7 @@ pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod directory;
 pub mod engine;
 pub mod genesys;
 pub mod metrics;

@@ -19,7 +19,7 @@ struct EngineArgs {
     /// TOML configuration file (default: sluice.toml in the working directory, if present).
     #[arg(long, value_name = "PATH")]
     config: Option<std::path::PathBuf>,
-    /// Datasets to ingest: conversations,users (default: the configuration's).
+    /// Datasets to ingest: conversations,users,directory (default: the configuration's).
     #[arg(long, value_name = "LIST")]
     datasets: Option<String>,
     /// Path per block: auto, query or jobs (default: the configuration's).

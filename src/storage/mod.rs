@@ -13,6 +13,7 @@
 //! - migrations are embedded in the binary and run at start ([`migrations`]).
 pub mod checkpoint;
 pub mod connection;
+pub mod directory;
 pub mod migrations;
 pub mod models;
 pub mod prepared;
