@@ -74,7 +74,7 @@ enum Command {
     /// sqlite://sluice.db).
     Migrate,
     /// Print a report from the database (DATABASE_URL): queue-daily, agent-daily,
-    /// presence-daily or completeness.
+    /// presence-daily, wrapup-daily or completeness; names beside ids, in --tz, per --interval.
     Report(sluice::report::ReportArgs),
     /// Show per-day completeness, the last run, and failed or unverified partitions with their
     /// errors. Reads the checkpoint tables only: no API calls, the service need not run.

@@ -5,9 +5,9 @@
 //!
 //! It is consistent with [`Dataset`]: every queue, agent, wrap-up code and division a
 //! conversation carries is listed. Some users are inactive or deleted (`GET /api/v2/users`
-//! lists only active ones unless `state` says otherwise). Two changes happen at a known
-//! simulated time ([`changes_at`]), so tests can watch a refresh follow them: queue 0 is renamed
-//! to [`RENAMED_QUEUE`], and one deleted user ([`purged_user`]) disappears from the listing.
+//! lists only active ones unless `state` says otherwise; deleted users stay listed with
+//! `state=any`, as history still names them). Queue 0 is renamed to [`RENAMED_QUEUE`] at a
+//! known simulated time ([`changes_at`]), so tests can watch a refresh follow it.
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
@@ -65,7 +65,7 @@ impl SimListing {
     }
 }
 
-/// When queue 0 is renamed and [`purged_user`] disappears: a day after history starts.
+/// When queue 0 is renamed: a day after history starts.
 pub fn changes_at(ds: &Dataset) -> DateTime<Utc> {
     ds.history_start() + Duration::days(1)
 }
@@ -79,8 +79,8 @@ pub fn user_state(index: usize) -> &'static str {
     }
 }
 
-/// The deleted user that is no longer listed from [`changes_at`] on (the first deleted one).
-pub fn purged_user(ds: &Dataset) -> Option<&str> {
+/// The first deleted user.
+pub fn deleted_user(ds: &Dataset) -> Option<&str> {
     ds.users()
         .iter()
         .enumerate()
@@ -145,32 +145,28 @@ pub fn entities(ds: &Dataset, listing: SimListing, state: &str, now: DateTime<Ut
                 })
             })
             .collect(),
-        SimListing::Users => {
-            let purged = (now >= changes_at(ds)).then(|| purged_user(ds)).flatten();
-            ds.users()
-                .iter()
-                .enumerate()
-                .filter(|(i, u)| {
-                    (state == "any" || state == user_state(*i)) && Some(u.id.as_str()) != purged
+        SimListing::Users => ds
+            .users()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| state == "any" || state == user_state(*i))
+            .map(|(i, u)| {
+                let email = format!(
+                    "{}.{i}@example.com",
+                    u.name.to_lowercase().replace(' ', ".")
+                );
+                json!({
+                    "id": u.id,
+                    "name": u.name,
+                    "email": email,
+                    "state": user_state(i),
+                    "division": division_ref(DIVISION_ID),
+                    "username": email,
+                    "version": 1,
+                    "selfUri": format!("/api/v2/users/{}", u.id),
                 })
-                .map(|(i, u)| {
-                    let email = format!(
-                        "{}.{i}@example.com",
-                        u.name.to_lowercase().replace(' ', ".")
-                    );
-                    json!({
-                        "id": u.id,
-                        "name": u.name,
-                        "email": email,
-                        "state": user_state(i),
-                        "division": division_ref(DIVISION_ID),
-                        "username": email,
-                        "version": 1,
-                        "selfUri": format!("/api/v2/users/{}", u.id),
-                    })
-                })
-                .collect()
-        }
+            })
+            .collect(),
     }
 }
 
@@ -283,19 +279,19 @@ mod tests {
     }
 
     #[test]
-    fn a_queue_is_renamed_and_a_deleted_user_purged_at_the_known_time() {
+    fn a_queue_is_renamed_at_the_known_time_and_deleted_users_stay_listed() {
         let ds = ds();
         let before = changes_at(&ds) - Duration::seconds(1);
         let after = changes_at(&ds);
         assert_eq!(queue_name(&ds, 0, before), "Queue 1");
         assert_eq!(queue_name(&ds, 0, after), RENAMED_QUEUE);
-        let purged = purged_user(&ds).unwrap();
-        let listed = |t| {
-            entities(&ds, SimListing::Users, "any", t)
+        let deleted = deleted_user(&ds).unwrap();
+        let listed = |state| {
+            entities(&ds, SimListing::Users, state, after)
                 .iter()
-                .any(|u| u["id"] == json!(purged))
+                .any(|u| u["id"] == json!(deleted))
         };
-        assert!(listed(before));
-        assert!(!listed(after));
+        assert!(listed("any") && listed("deleted"));
+        assert!(!listed("active"));
     }
 }

@@ -1,7 +1,7 @@
 //! Names in reports: the directory dataset synced from the simulator through the engine, on
 //! MariaDB and SQLite. Every id in the reports has its name; a queue renamed at the simulator's
-//! known time shows its new name; a deleted user that then disappears from the listing keeps
-//! its name and the time it was last seen.
+//! known time shows its new name; a deleted user's name stays; an entity that disappears from
+//! the API keeps its last name and the time it was last seen.
 use crate::common;
 
 use chrono::{DateTime, Duration, Utc};
@@ -11,7 +11,9 @@ use common::limiter_sim::{client, limiter_for};
 use common::sim::{small_config, start};
 use diesel::RunQueryDsl;
 use sluice::report::{self, Interval, ReportSpec};
-use sluice::sim::directory::{changes_at, purged_user, RENAMED_QUEUE};
+use sluice::sim::directory::{changes_at, deleted_user, RENAMED_QUEUE};
+use sluice::storage::directory::{upsert, DirectoryRow, DirectoryTable};
+use sluice::storage::models::{db_time, utc};
 
 #[derive(diesel::QueryableByName)]
 struct Seen {
@@ -23,12 +25,13 @@ struct Seen {
     last_seen_at: chrono::NaiveDateTime,
 }
 
-fn user_row(db: &TestDb, id: &str) -> Seen {
+fn row(db: &TestDb, table: &str, id: &str) -> Seen {
     let mut conn = db.connect();
-    let sql = format!("SELECT name, state, last_seen_at FROM users WHERE id = '{id}'");
+    let state = if table == "users" { "state" } else { "NULL" };
+    let sql = format!("SELECT name, {state} AS state, last_seen_at FROM {table} WHERE id = '{id}'");
     let mut rows: Vec<Seen> =
-        sluice::dispatch!(&mut conn, |c| diesel::sql_query(&sql).load(c)).expect("read users");
-    rows.pop().expect("the user has a row")
+        sluice::dispatch!(&mut conn, |c| diesel::sql_query(&sql).load(c)).expect("read");
+    rows.pop().expect("the entity has a row")
 }
 
 /// One directory refresh at `at` on the simulator's clock, outside the engine.
@@ -52,30 +55,50 @@ fn reports_name_every_id_follow_a_rename_and_keep_a_deleted_users_name() {
         let sim = start(small_config());
         let now = sim.now();
         let ds = sim.dataset().clone();
-        let purged = purged_user(&ds)
+        let deleted = deleted_user(&ds)
             .expect("the org has a deleted user")
             .to_string();
+        drop(db.connect()); // migrated
 
-        // Before the changes: queue 0 has its old name, the deleted user is still listed.
+        // Before the rename: queue 0 has its old name; the deleted user is listed as such.
         let first = changes_at(&ds) - Duration::hours(1);
         refresh_at(&sim, &db, first);
-        let before = user_row(&db, &purged);
+        let before = row(&db, "users", &deleted);
         assert_eq!(before.state.as_deref(), Some("deleted"));
         let name = before.name.clone().expect("a name");
+        assert_eq!(
+            row(&db, "queues", &ds.queue_ids()[0]).name.as_deref(),
+            Some("Queue 1")
+        );
+        // A queue the API no longer lists (deleted since that refresh).
+        let gone = DirectoryRow {
+            id: "gone-queue".into(),
+            name: Some("Old Queue".into()),
+            raw_json: "{}".into(),
+            ..Default::default()
+        };
+        upsert(&mut db.connect(), DirectoryTable::Queues, &[gone], first).unwrap();
 
-        // The engine's own refresh (directory is on by default), after the changes.
+        // The engine's own refresh (directory is on by default), after the rename.
         sim.set_now(now);
         let interval = two_days(&sim);
         let cfg = config(&sim, &db, &[]);
         let r = backfill(&cfg, backfill_opts(&sim, interval.start, interval.end));
         assert!(r.error.is_none(), "{:?}", r.error);
 
-        let after = user_row(&db, &purged);
+        let after = row(&db, "users", &deleted);
         assert_eq!(after.name.as_deref(), Some(name.as_str()), "name kept");
+        assert!(after.last_seen_at > before.last_seen_at, "seen again");
         assert_eq!(
-            sluice::storage::models::utc(after.last_seen_at),
-            sluice::storage::models::utc(sluice::storage::models::db_time(first)),
-            "a user no longer listed keeps the time it was last seen"
+            row(&db, "queues", &ds.queue_ids()[0]).name.as_deref(),
+            Some(RENAMED_QUEUE)
+        );
+        let kept = row(&db, "queues", "gone-queue");
+        assert_eq!(kept.name.as_deref(), Some("Old Queue"));
+        assert_eq!(
+            utc(kept.last_seen_at),
+            utc(db_time(first)),
+            "an entity no longer listed keeps the time it was last seen"
         );
 
         let spec = ReportSpec::utc_days(interval.start, interval.end);
@@ -95,7 +118,7 @@ fn reports_name_every_id_follow_a_rename_and_keep_a_deleted_users_name() {
         assert!(
             agents
                 .iter()
-                .any(|r| r.user_id == purged && r.agent == name),
+                .any(|r| r.user_id == deleted && r.agent == name),
             "the deleted user's work is shown under its name"
         );
         let wrapups = report::wrapup_report(&mut conn, &spec).unwrap();
@@ -124,8 +147,8 @@ fn reports_name_every_id_follow_a_rename_and_keep_a_deleted_users_name() {
             [ds.queue_ids()[0].clone(), ds.queue_ids()[1].clone()].into()
         );
         let got = report::agent_report(&mut conn, &only(vec![], vec![&name])).unwrap();
-        assert!(!got.is_empty() && got.iter().all(|r| r.user_id == purged));
-        let got = report::presence_report(&mut conn, &only(vec![], vec![&purged]), now).unwrap();
+        assert!(!got.is_empty() && got.iter().all(|r| r.user_id == deleted));
+        let got = report::presence_report(&mut conn, &only(vec![], vec![&deleted]), now).unwrap();
         assert!(!got.is_empty() && got.iter().all(|r| r.agent == name));
 
         // Wrap-up shares of a queue and interval add up to one.

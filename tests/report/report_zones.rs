@@ -23,6 +23,7 @@ struct Fixture {
 
 /// The simulator's org over the 3 days before `now`, written to `db`.
 fn load(db: &TestDb, now: DateTime<Utc>) -> Fixture {
+    drop(db.connect()); // migrated
     let ds = convs::sim_dataset(600, 3, 10, now);
     let from = ds.history_start();
     let records = convs::sim_records(&ds, from, now, now);
