@@ -1,6 +1,6 @@
 //! presence-daily (one query, records cut at interval boundaries here) and completeness.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime, Utc};
 use diesel::sql_types::{BigInt, Date, Nullable, Text, Timestamp};
@@ -8,7 +8,6 @@ use diesel::QueryableByName;
 use serde::Serialize;
 
 use super::metrics::{load, name_filter, sum, Bind};
-use super::zone::IntervalStart;
 use super::ReportSpec;
 use crate::storage::checkpoint::{load_partitions, Dataset, PartitionStatus};
 use crate::storage::models::{db_time, utc};
@@ -76,37 +75,61 @@ pub fn presence_report(
     );
     let records: Vec<StatusRecord> = load(conn, &sql, &binds)?;
     let cutter = spec.cutter();
-    let bounds = cutter.boundaries();
-    type Key = (IntervalStart, String, &'static str, String);
-    let mut acc: BTreeMap<Key, (i64, String)> = BTreeMap::new();
+    let grid = cutter.grid();
+    // Names interned so cutting a year into 15-minute pieces adds integers, not strings.
+    let mut users: Vec<(String, String)> = Vec::new();
+    let mut user_index: HashMap<String, u32> = HashMap::new();
+    let mut statuses: Vec<String> = Vec::new();
+    let mut status_index: HashMap<String, u32> = HashMap::new();
+    let mut acc: HashMap<(usize, u32, bool, u32), i64> = HashMap::new();
     for r in records {
-        let kind: &'static str = if r.kind == "routing" {
-            "routing"
-        } else {
-            "presence"
-        };
+        let routing = r.kind == "routing";
         let end = r.end_time.map(utc).unwrap_or(now);
-        let status = r.status.unwrap_or_else(|| "UNKNOWN".into());
-        let name = r.user_name.unwrap_or_else(|| r.user_id.clone());
-        cutter.split(&bounds, utc(r.start_time), end, |i, ms| {
-            acc.entry((i, r.user_id.clone(), kind, status.clone()))
-                .or_insert_with(|| (0, name.clone()))
-                .0 += ms;
+        let user = *user_index.entry(r.user_id.clone()).or_insert_with(|| {
+            let name = r.user_name.clone().unwrap_or_else(|| r.user_id.clone());
+            users.push((r.user_id.clone(), name));
+            (users.len() - 1) as u32
+        });
+        let status_text = r.status.unwrap_or_else(|| "UNKNOWN".into());
+        let status = *status_index.entry(status_text.clone()).or_insert_with(|| {
+            statuses.push(status_text);
+            (statuses.len() - 1) as u32
+        });
+        cutter.split(&grid, utc(r.start_time), end, |i, ms| {
+            *acc.entry((i, user, routing, status)).or_insert(0) += ms;
         });
     }
-    Ok(acc
+    let mut rows: Vec<((usize, u32, bool, u32), i64)> = acc.into_iter().collect();
+    rows.sort_by(|a, b| {
+        let (ka, kb) = (&a.0, &b.0);
+        (
+            ka.0,
+            &users[ka.1 as usize].0,
+            ka.2,
+            &statuses[ka.3 as usize],
+        )
+            .cmp(&(
+                kb.0,
+                &users[kb.1 as usize].0,
+                kb.2,
+                &statuses[kb.3 as usize],
+            ))
+    });
+    Ok(rows
         .into_iter()
-        .map(
-            |((i, user_id, kind, status), (ms, agent))| PresenceDailyRow {
-                day: i.day,
-                interval_start: i.start,
+        .map(|((i, user, routing, status), ms)| {
+            let interval = grid.intervals[i];
+            let (user_id, agent) = users[user as usize].clone();
+            PresenceDailyRow {
+                day: interval.day,
+                interval_start: interval.start,
                 user_id,
                 agent,
-                kind,
-                status,
+                kind: if routing { "routing" } else { "presence" },
+                status: statuses[status as usize].clone(),
                 ms,
-            },
-        )
+            }
+        })
         .collect())
 }
 

@@ -104,6 +104,14 @@ pub struct IntervalStart {
     pub day: NaiveDate,
 }
 
+/// A range cut into intervals: `intervals[i]` runs from `bounds[i - 1]` (or the range's
+/// start) to `bounds[i]` (or its end).
+#[derive(Debug, Clone)]
+pub struct Grid {
+    pub bounds: Vec<DateTime<Utc>>,
+    pub intervals: Vec<IntervalStart>,
+}
+
 /// The report's zone, interval and range.
 #[derive(Debug, Clone, Copy)]
 pub struct Cutter {
@@ -149,14 +157,16 @@ impl Cutter {
         })
     }
 
-    /// Every interval boundary strictly inside `(from, to)`, ascending.
-    pub fn boundaries(&self) -> Vec<DateTime<Utc>> {
+    /// The range's intervals: every boundary strictly inside `(from, to)` and the interval
+    /// each stretch between them belongs to.
+    pub fn grid(&self) -> Grid {
         let step = Duration::minutes(15);
         let mut t =
             DateTime::from_timestamp(self.from.timestamp() - self.from.timestamp() % 900, 0)
                 .unwrap_or(self.from);
-        let mut out = Vec::new();
+        let mut bounds = Vec::new();
         let mut current = self.interval_of(self.from);
+        let mut intervals = vec![current];
         while t < self.to {
             t += step;
             if t <= self.from || t >= self.to {
@@ -164,28 +174,29 @@ impl Cutter {
             }
             let i = self.interval_of(t);
             if i != current {
-                out.push(t);
+                bounds.push(t);
+                intervals.push(i);
                 current = i;
             }
         }
-        out
+        Grid { bounds, intervals }
     }
 
-    /// Cuts `[start, end)`, clipped to the range, at interval boundaries (`bounds` from
-    /// [`Cutter::boundaries`]) and gives each piece's interval and length in ms to `add`.
+    /// Cuts `[start, end)`, clipped to the range, at the grid's boundaries and gives each
+    /// piece's interval (an index into `grid.intervals`) and length in ms to `add`.
     pub fn split(
         &self,
-        bounds: &[DateTime<Utc>],
+        grid: &Grid,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-        mut add: impl FnMut(IntervalStart, i64),
+        mut add: impl FnMut(usize, i64),
     ) {
         let mut s = start.max(self.from);
         let e = end.min(self.to);
-        let mut i = bounds.partition_point(|b| *b <= s);
+        let mut i = grid.bounds.partition_point(|b| *b <= s);
         while s < e {
-            let cut = bounds.get(i).copied().unwrap_or(e).min(e);
-            add(self.interval_of(s), (cut - s).num_milliseconds());
+            let cut = grid.bounds.get(i).copied().unwrap_or(e).min(e);
+            add(i, (cut - s).num_milliseconds());
             s = cut;
             i += 1;
         }
@@ -316,7 +327,7 @@ mod tests {
                 "2024-11-03T02:00:00-05:00"
             ]
         );
-        assert_eq!(c.boundaries().len(), 3);
+        assert_eq!(c.grid().bounds.len(), 3);
     }
 
     #[test]
@@ -328,17 +339,17 @@ mod tests {
             from: Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap(),
             to: Utc.with_ymd_and_hms(2024, 3, 1, 3, 0, 0).unwrap(),
         };
-        let bounds = c.boundaries();
+        let grid = c.grid();
         assert_eq!(
-            bounds[0],
+            grid.bounds[0],
             Utc.with_ymd_and_hms(2024, 3, 1, 0, 15, 0).unwrap()
         );
         let mut got = Vec::new();
         c.split(
-            &bounds,
+            &grid,
             Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap(),
             Utc.with_ymd_and_hms(2024, 3, 1, 1, 30, 0).unwrap(),
-            |i, ms| got.push((i.start.to_rfc3339(), ms / 60_000)),
+            |i, ms| got.push((grid.intervals[i].start.to_rfc3339(), ms / 60_000)),
         );
         assert_eq!(
             got,
