@@ -4,11 +4,13 @@
 //!
 //! ```toml
 //! start = "2026-01-01"             # SLUICE_START: where `sluice run` begins its backfill
-//! datasets = ["conversations", "users"]   # SLUICE_DATASETS
+//! datasets = ["conversations", "users", "directory"]   # SLUICE_DATASETS
 //! mode = "auto"                    # SLUICE_MODE: auto | query | jobs
 //! watermark_hours = 4              # SLUICE_WATERMARK_HOURS: data newer than now − this is not final
 //! poll_minutes = 15                # SLUICE_POLL_MINUTES: catch-up period in service mode
 //! provisional = false              # SLUICE_PROVISIONAL: also ingest data newer than the watermark
+//! directory_refresh_minutes = 60   # SLUICE_DIRECTORY_REFRESH_MINUTES: `sluice run` re-reads the directory
+//! report_tz = "Europe/Dublin"      # SLUICE_REPORT_TZ: the zone reports cut days in (default UTC)
 //! database_url = "mysql://user@host/db"   # DATABASE_URL (default sqlite://sluice.db)
 //!
 //! [genesys]                        # GENESYS_REGION, GENESYS_API_URL, GENESYS_LOGIN_URL
@@ -63,6 +65,8 @@ impl ConfigError {
 pub enum DatasetChoice {
     Conversations,
     Users,
+    /// Users, queues, wrap-up codes and divisions (names for the reports); not partitioned.
+    Directory,
 }
 
 /// Parses `conversations,users`.
@@ -72,9 +76,10 @@ pub fn parse_datasets(s: &str) -> Result<Vec<DatasetChoice>, String> {
         let d = match part.to_ascii_lowercase().as_str() {
             "conversations" => DatasetChoice::Conversations,
             "users" => DatasetChoice::Users,
+            "directory" => DatasetChoice::Directory,
             other => {
                 return Err(format!(
-                    "unknown dataset {other:?} (expected conversations, users)"
+                    "unknown dataset {other:?} (expected conversations, users, directory)"
                 ))
             }
         };
@@ -83,7 +88,7 @@ pub fn parse_datasets(s: &str) -> Result<Vec<DatasetChoice>, String> {
         }
     }
     if out.is_empty() {
-        return Err("no dataset given (expected conversations, users)".into());
+        return Err("no dataset given (expected conversations, users, directory)".into());
     }
     Ok(out)
 }
@@ -186,6 +191,10 @@ pub struct Config {
     pub admin_addr: SocketAddr,
     /// Where the file came from, if any.
     pub source: Option<PathBuf>,
+    /// How often `sluice run` re-reads the directory (`directory_refresh_minutes`).
+    pub directory_refresh: std::time::Duration,
+    /// The zone reports cut days and intervals in (`report_tz`).
+    pub report_tz: chrono_tz::Tz,
 }
 
 /// Default address of the admin server.
@@ -195,7 +204,11 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             start: None,
-            datasets: vec![DatasetChoice::Conversations, DatasetChoice::Users],
+            datasets: vec![
+                DatasetChoice::Conversations,
+                DatasetChoice::Users,
+                DatasetChoice::Directory,
+            ],
             mode: Mode::Auto,
             watermark_lag: Duration::hours(4),
             poll_interval: std::time::Duration::from_secs(15 * 60),
@@ -211,6 +224,10 @@ impl Default for Config {
             writer: WriterSettings::default(),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 9187)),
             source: None,
+            directory_refresh: std::time::Duration::from_secs(
+                crate::directory::DEFAULT_REFRESH_MINUTES * 60,
+            ),
+            report_tz: chrono_tz::UTC,
         }
     }
 }
@@ -231,6 +248,8 @@ struct FileConfig {
     rate_limit: Option<toml::Table>,
     fetch: Option<FileFetch>,
     writer: Option<toml::Table>,
+    directory_refresh_minutes: Option<f64>,
+    report_tz: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -333,6 +352,13 @@ impl Config {
             cfg.provisional = p;
         }
         cfg.database_url = file.database_url;
+        if let Some(m) = file.directory_refresh_minutes {
+            cfg.directory_refresh =
+                minutes(m).map_err(|e| ConfigError::new(key("directory_refresh_minutes"), e))?;
+        }
+        if let Some(z) = file.report_tz {
+            cfg.report_tz = parse_tz(&z).map_err(|m| ConfigError::new(key("report_tz"), m))?;
+        }
         if let Some(a) = file.admin_addr {
             cfg.admin_addr = parse_addr(&a).map_err(|m| ConfigError::new(key("admin_addr"), m))?;
         }
@@ -443,6 +469,14 @@ impl Config {
             self.poll_interval = number(&v)
                 .and_then(minutes)
                 .map_err(|m| ConfigError::new("SLUICE_POLL_MINUTES", m))?;
+        }
+        if let Some(v) = get("SLUICE_DIRECTORY_REFRESH_MINUTES") {
+            self.directory_refresh = number(&v)
+                .and_then(minutes)
+                .map_err(|m| ConfigError::new("SLUICE_DIRECTORY_REFRESH_MINUTES", m))?;
+        }
+        if let Some(v) = get("SLUICE_REPORT_TZ") {
+            self.report_tz = parse_tz(&v).map_err(|m| ConfigError::new("SLUICE_REPORT_TZ", m))?;
         }
         if let Some(v) = get("SLUICE_PROVISIONAL") {
             self.provisional =
@@ -564,6 +598,13 @@ impl Config {
             )
         })
     }
+}
+
+/// Parses an IANA zone name (`Europe/Dublin`, `UTC`).
+pub fn parse_tz(s: &str) -> Result<chrono_tz::Tz, String> {
+    s.trim().parse::<chrono_tz::Tz>().map_err(|_| {
+        format!("unknown time zone {s:?} (expected an IANA name such as Europe/Dublin)")
+    })
 }
 
 fn read_secret_file(path: &str, setting: &str) -> Result<Secret, ConfigError> {

@@ -669,6 +669,10 @@ pub fn run_cli(args: DemoArgs) -> i32 {
         match run_demo(&args, ProgressMode::detect(false)).await {
             Ok(report) => {
                 println!("{}", report.text());
+                match busiest_day_queue_report(&DatabaseUrl::sqlite(&args.db), report.interval) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => eprintln!("sluice: demo: the queue report failed: {e}"),
+                }
                 if report.ok() {
                     EXIT_OK
                 } else {
@@ -689,4 +693,55 @@ pub fn run_cli(args: DemoArgs) -> i32 {
             }
         }
     })
+}
+
+/// The demo's last words: queue-daily for the busiest day of `interval` (most offered), by
+/// queue name, in a few columns. `None` of the names is an id unless the directory missed it.
+pub fn busiest_day_queue_report(
+    url: &DatabaseUrl,
+    interval: Interval,
+) -> Result<String, StorageError> {
+    let mut conn = connect(url)?;
+    let rows = crate::report::queue_daily(&mut conn, interval.start, interval.end)?;
+    let mut per_day: BTreeMap<NaiveDate, i64> = BTreeMap::new();
+    for r in &rows {
+        *per_day.entry(r.day).or_default() += r.offered;
+    }
+    let Some((day, _)) = per_day
+        .iter()
+        .max_by_key(|(d, n)| (**n, std::cmp::Reverse(**d)))
+    else {
+        return Ok("  (no queue data to report)".into());
+    };
+    let mut busiest: Vec<_> = rows.iter().filter(|r| r.day == *day).collect();
+    busiest.sort_by(|a, b| b.offered.cmp(&a.offered).then(a.queue.cmp(&b.queue)));
+    let table = crate::report::ReportTable {
+        columns: vec!["queue", "offered", "answered", "abandoned", "avg_handle_s"],
+        rows: busiest
+            .iter()
+            .map(|r| {
+                vec![
+                    serde_json::json!(r.queue),
+                    serde_json::json!(r.offered),
+                    serde_json::json!(r.answered),
+                    serde_json::json!(r.abandoned),
+                    r.handle
+                        .avg_seconds()
+                        .map(|s| serde_json::json!((s * 10.0).round() / 10.0))
+                        .unwrap_or(serde_json::Value::Null),
+                ]
+            })
+            .collect(),
+    };
+    let mut out = Vec::new();
+    table
+        .write(&mut out, crate::report::OutputFormat::Table)
+        .map_err(|e| StorageError::Database {
+            message: e.to_string(),
+            transient: false,
+        })?;
+    Ok(format!(
+        "  busiest day {day} (UTC), by queue — `sluice report queue-daily --tz ZONE --interval 15m` for more:\n\n{}",
+        String::from_utf8_lossy(&out)
+    ))
 }

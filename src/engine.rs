@@ -148,10 +148,12 @@ pub struct EngineHandle {
     leader: Mutex<Option<LeaderKeeper>>,
 }
 
-fn dataset(d: DatasetChoice) -> Dataset {
+/// The partitioned dataset of a choice (`None` for the directory, which is not partitioned).
+fn dataset(d: DatasetChoice) -> Option<Dataset> {
     match d {
-        DatasetChoice::Conversations => Dataset::Conversations,
-        DatasetChoice::Users => Dataset::Users,
+        DatasetChoice::Conversations => Some(Dataset::Conversations),
+        DatasetChoice::Users => Some(Dataset::Users),
+        DatasetChoice::Directory => None,
     }
 }
 
@@ -281,13 +283,23 @@ pub async fn start(config: &Config, opts: EngineOptions) -> Result<EngineHandle,
         counters: counters.clone(),
         progress: Some(progress.clone()),
     });
-    let datasets: Vec<Dataset> = opts
+    let choices = opts
         .datasets
         .clone()
-        .unwrap_or_else(|| config.datasets.clone())
-        .into_iter()
-        .map(dataset)
-        .collect();
+        .unwrap_or_else(|| config.datasets.clone());
+    if choices.contains(&DatasetChoice::Directory) {
+        // Names first: a backfill reads them once, a service then every refresh period.
+        crate::directory::refresh_and_log(&client, &url, opts.clock.now()).await;
+        if let RunKind::Service { .. } = opts.kind {
+            crate::directory::spawn_periodic(
+                client.clone(),
+                url.clone(),
+                opts.clock.clone(),
+                config.directory_refresh,
+            );
+        }
+    }
+    let datasets: Vec<Dataset> = choices.into_iter().filter_map(dataset).collect();
     let settings = CoordinatorSettings {
         kind: opts.kind,
         datasets,

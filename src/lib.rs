@@ -19,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod digest;
+pub mod directory;
 pub mod engine;
 pub mod fetch;
 pub mod genesys;

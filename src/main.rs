@@ -19,7 +19,7 @@ struct EngineArgs {
     /// TOML configuration file (default: sluice.toml in the working directory, if present).
     #[arg(long, value_name = "PATH")]
     config: Option<std::path::PathBuf>,
-    /// Datasets to ingest: conversations,users (default: the configuration's).
+    /// Datasets to ingest: conversations,users,directory (default: the configuration's).
     #[arg(long, value_name = "LIST")]
     datasets: Option<String>,
     /// Path per block: auto, query or jobs (default: the configuration's).
@@ -74,7 +74,7 @@ enum Command {
     /// sqlite://sluice.db); `--revert N` undoes the last N instead.
     Migrate(sluice::storage::migrations::MigrateArgs),
     /// Print a report from the database (DATABASE_URL): queue-daily, agent-daily,
-    /// presence-daily or completeness.
+    /// presence-daily, wrapup-daily or completeness; names beside ids, in --tz, per --interval.
     Report(sluice::report::ReportArgs),
     /// Show per-day completeness, the last run, and failed or unverified partitions with their
     /// errors. Reads the checkpoint tables only: no API calls, the service need not run.

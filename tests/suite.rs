@@ -13,6 +13,8 @@ mod client;
 mod engine;
 #[path = "reliability/mod.rs"]
 mod reliability;
+#[path = "report/mod.rs"]
+mod report;
 #[path = "sim/mod.rs"]
 mod sim;
 #[path = "storage/mod.rs"]

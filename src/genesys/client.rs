@@ -450,6 +450,19 @@ impl GenesysClient {
         self.run(call, parse_json).await
     }
 
+    /// `GET path?query` answered with JSON `T`, paced and retried like every call (the
+    /// directory listings of [`super::directory`] use it).
+    pub(super) async fn get_json<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        path: String,
+        query: Vec<(&'static str, String)>,
+        p: Priority,
+    ) -> Result<T, ApiError> {
+        let call = self.get(endpoint, path, query, p);
+        self.run(call, parse_json).await
+    }
+
     fn results_call(
         &self,
         kind: JobKind,

@@ -6,6 +6,7 @@
 //!   [`region`]: the 18 regions and URL overrides; [`model`]: the payload types.
 pub mod auth;
 pub mod client;
+pub mod directory;
 pub mod error;
 pub mod model;
 pub mod region;

@@ -38,7 +38,7 @@ const DAY_CURVE: [u32; 24] = [
 ];
 const QUEUES: usize = 12;
 const WRAPUP_CODES: usize = 10;
-const DIVISION_ID: &str = "5f2c6a1e-0d43-4b7e-9a51-3c0e1d2b7f10";
+pub const DIVISION_ID: &str = "5f2c6a1e-0d43-4b7e-9a51-3c0e1d2b7f10";
 const ORG_PRESENCE_IDS: [(&str, &str); 7] = [
     ("AVAILABLE", "6a3af858-942f-489d-9700-5f9bcdcdae9b"),
     ("ON_QUEUE", "e08eaf1b-ee47-4fa9-a231-1200e284798f"),
@@ -284,6 +284,10 @@ impl Dataset {
 
     pub fn queue_ids(&self) -> &[String] {
         &self.inner.queue_ids
+    }
+
+    pub fn wrapup_ids(&self) -> &[String] {
+        &self.inner.wrapup_ids
     }
 
     /// Conversations of the hour starting at `index * 1h`, sorted by start.

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod background;
 pub mod config;
 pub mod data;
+pub mod directory;
 pub mod faults;
 pub mod jobs;
 pub mod limits;

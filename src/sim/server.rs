@@ -164,6 +164,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             &format!("{USERS}/jobs/{{id}}/results"),
             web::get().to(users_job_results),
         )
+        .route("/api/v2/users", web::get().to(users_listing))
+        .route("/api/v2/routing/queues", web::get().to(queues_listing))
+        .route(
+            "/api/v2/routing/wrapupcodes",
+            web::get().to(wrapupcodes_listing),
+        )
+        .route(
+            "/api/v2/authorization/divisions",
+            web::get().to(divisions_listing),
+        )
         .route("/__sim/stats", web::get().to(sim_stats))
         .route("/__sim/expected", web::get().to(sim_expected))
         .route(
@@ -1358,4 +1368,52 @@ async fn sim_pipeline(st: web::Data<SimState>, body: web::Bytes) -> HttpResponse
         ),
         Err(e) => error_response(&ApiError::bad_request(e), "sim"),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directory listings (src/sim/directory.rs)
+// ---------------------------------------------------------------------------------------------
+
+async fn directory_listing(
+    st: web::Data<SimState>,
+    req: HttpRequest,
+    p: web::Payload,
+    listing: super::directory::SimListing,
+) -> HttpResponse {
+    api(st, req, p, listing.endpoint(), move |c, _| {
+        let q = web::Query::<super::directory::ListingQuery>::from_query(c.req.query_string())
+            .map_err(|e| ApiError::bad_request(format!("bad query parameters: {e}")))?;
+        let body = super::directory::page(&c.st.dataset, listing, &q, c.now)
+            .map_err(ApiError::bad_request)?;
+        Ok(Reply::json(StatusCode::OK, &body))
+    })
+    .await
+}
+
+async fn users_listing(st: web::Data<SimState>, req: HttpRequest, p: web::Payload) -> HttpResponse {
+    directory_listing(st, req, p, super::directory::SimListing::Users).await
+}
+
+async fn queues_listing(
+    st: web::Data<SimState>,
+    req: HttpRequest,
+    p: web::Payload,
+) -> HttpResponse {
+    directory_listing(st, req, p, super::directory::SimListing::Queues).await
+}
+
+async fn wrapupcodes_listing(
+    st: web::Data<SimState>,
+    req: HttpRequest,
+    p: web::Payload,
+) -> HttpResponse {
+    directory_listing(st, req, p, super::directory::SimListing::WrapupCodes).await
+}
+
+async fn divisions_listing(
+    st: web::Data<SimState>,
+    req: HttpRequest,
+    p: web::Payload,
+) -> HttpResponse {
+    directory_listing(st, req, p, super::directory::SimListing::Divisions).await
 }

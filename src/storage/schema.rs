@@ -175,6 +175,56 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Directory: users (agents), including inactive and deleted ones. Never deleted.
+    users (id) {
+        id -> Text,
+        name -> Nullable<Text>,
+        email -> Nullable<Text>,
+        /// `active`, `inactive` or `deleted`.
+        state -> Nullable<Text>,
+        division_id -> Nullable<Text>,
+        first_seen_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        raw_json -> Text,
+    }
+}
+
+diesel::table! {
+    /// Directory: routing queues. Never deleted.
+    queues (id) {
+        id -> Text,
+        name -> Nullable<Text>,
+        division_id -> Nullable<Text>,
+        first_seen_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        raw_json -> Text,
+    }
+}
+
+diesel::table! {
+    /// Directory: wrap-up codes. Never deleted.
+    wrapup_codes (id) {
+        id -> Text,
+        name -> Nullable<Text>,
+        division_id -> Nullable<Text>,
+        first_seen_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        raw_json -> Text,
+    }
+}
+
+diesel::table! {
+    /// Directory: divisions. Never deleted.
+    divisions (id) {
+        id -> Text,
+        name -> Nullable<Text>,
+        first_seen_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        raw_json -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     participants,
@@ -185,6 +235,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_routing_status,
     ingest_partitions,
     ingest_runs,
+    users,
+    queues,
+    wrapup_codes,
+    divisions,
 );
 
 diesel::table! {

@@ -91,7 +91,7 @@ fn report_prints_every_row_in_each_format() {
         };
         let csv = run("queue-daily", "csv");
         assert_eq!(csv.lines().count(), want.len() + 1, "{csv}");
-        assert!(csv.starts_with("day,queue_id,offered,answered,abandoned"));
+        assert!(csv.starts_with("day,interval_start,queue_id,queue,offered,answered,abandoned"));
         let json: serde_json::Value = serde_json::from_str(&run("queue-daily", "json")).unwrap();
         assert_eq!(json.as_array().unwrap().len(), want.len());
         assert_eq!(json[0]["offered"], serde_json::json!(want[0].offered));

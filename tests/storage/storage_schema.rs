@@ -121,16 +121,20 @@ fn mysql_and_sqlite_migrations_build_the_same_tables_and_columns() {
         tables,
         BTreeSet::from([
             "conversations",
+            "divisions",
             "ingest_partitions",
             "ingest_runs",
             "instance_leases",
             "instances",
             "participants",
+            "queues",
             "segments",
             "session_metrics",
             "sessions",
             "user_presence",
-            "user_routing_status"
+            "user_routing_status",
+            "users",
+            "wrapup_codes"
         ])
     );
     let only_mysql: Vec<_> = ca.difference(&cb).collect();

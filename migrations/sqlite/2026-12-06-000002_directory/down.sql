@@ -1,0 +1,4 @@
+DROP TABLE IF EXISTS divisions;
+DROP TABLE IF EXISTS wrapup_codes;
+DROP TABLE IF EXISTS queues;
+DROP TABLE IF EXISTS users;
