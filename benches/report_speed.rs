@@ -63,7 +63,7 @@ fn copy_day(conn: &mut Connection, backend: Backend, k: i64) {
         format!(
             "INSERT INTO conversations SELECT {}, {}, {}, conversation_initiator, \
              originating_direction, division_ids, media_stats_min_conversation_mos, is_final, '{{}}', \
-             first_ingested_at, last_ingested_at FROM d0_conversations",
+             first_ingested_at, last_ingested_at, NULL FROM d0_conversations",
             id("conversation_id"),
             t("conversation_start"),
             t("conversation_end")
@@ -92,13 +92,13 @@ fn copy_day(conn: &mut Connection, backend: Backend, k: i64) {
         ),
         format!(
             "INSERT {ignore} INTO user_presence SELECT user_id, {}, {}, system_presence, organization_presence_id, \
-             last_ingested_at FROM d0_user_presence",
+             last_ingested_at, NULL FROM d0_user_presence",
             t("start_time"),
             t("end_time"),
         ),
         format!(
-            "INSERT {ignore} INTO user_routing_status SELECT user_id, {}, {}, routing_status, last_ingested_at \
-             FROM d0_user_routing_status",
+            "INSERT {ignore} INTO user_routing_status SELECT user_id, {}, {}, routing_status, last_ingested_at, \
+             NULL FROM d0_user_routing_status",
             t("start_time"),
             t("end_time"),
         ),
