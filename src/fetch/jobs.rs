@@ -25,7 +25,7 @@ use super::{priority, Dataset, FetchContext, Stop};
 use crate::actors::work::Work;
 use crate::genesys::model::job_state;
 use crate::genesys::ApiError;
-use crate::verify::{Tally, Verdict, Verification};
+use crate::verify::{Tally, Verification};
 
 /// How long a slot is held back after a 429 on submit.
 const HOLD_BACK: StdDuration = StdDuration::from_secs(60);
@@ -180,15 +180,8 @@ pub async fn block<D: Dataset>(
         if let Some(th) = super::count::<D>(ctx, work).await? {
             v.set_total_hits(th);
         }
-        let verdict = match v.end_of_pass() {
-            Verdict::Recount => v.recounted(super::count::<D>(ctx, work).await?),
-            other => other,
-        };
-        match verdict {
-            Verdict::Finished(t) => return Ok(t),
-            Verdict::Again | Verdict::Recount => {
-                ctx.counters.refetch_passes.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(t) = super::end_of_pass::<D>(ctx, work, &mut v).await? {
+            return Ok(t);
         }
     }
 }

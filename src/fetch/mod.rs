@@ -36,6 +36,7 @@ use crate::genesys::{ApiError, GenesysClient, JobKind, Priority};
 use crate::plan::{Mode, Path};
 use crate::progress::ProgressTracker;
 use crate::storage::checkpoint::Dataset as DatasetName;
+use crate::verify::{Tally, Verdict, Verification};
 use sink::{Finality, Sink};
 
 /// Test-only fault injection: panic inside a Fetcher after this many pages (counted over all
@@ -390,6 +391,26 @@ pub async fn count<D: Dataset>(ctx: &FetchContext, work: &Work) -> Result<Option
     Ok(D::query_page(&ctx.client, work.range, 1, 1, priority(work))
         .await?
         .total_hits)
+}
+
+/// The end of a pass, the same for both paths: verified or unverified (the tally), or, after
+/// at most one totalHits re-read per block, another pass (`None`).
+async fn end_of_pass<D: Dataset>(
+    ctx: &FetchContext,
+    work: &Work,
+    v: &mut Verification,
+) -> Result<Option<Tally>, ApiError> {
+    let verdict = match v.end_of_pass() {
+        Verdict::Recount => v.recounted(count::<D>(ctx, work).await?),
+        other => other,
+    };
+    match verdict {
+        Verdict::Finished(t) => Ok(Some(t)),
+        Verdict::Again | Verdict::Recount => {
+            ctx.counters.refetch_passes.fetch_add(1, Ordering::Relaxed);
+            Ok(None)
+        }
+    }
 }
 
 /// Fetches one partition to its end and reports how it ended. Renews the lease meanwhile.

@@ -8,7 +8,6 @@
 //! [`crate::verify`] decides: verified, one totalHits re-read, another pass, or unverified.
 
 use std::ops::RangeInclusive;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
@@ -18,7 +17,7 @@ use super::{priority, Dataset, FetchContext, QueryPage, Stop};
 use crate::actors::work::Work;
 use crate::genesys::ApiError;
 use crate::plan::{split_for_cap, BlockRules};
-use crate::verify::{last_page, Tally, Verdict, Verification};
+use crate::verify::{last_page, Tally, Verification};
 
 /// Fetches `work` (a query block) to its end.
 pub async fn block<D: Dataset>(
@@ -76,15 +75,8 @@ pub async fn block<D: Dataset>(
                 .await?;
             next += 1;
         }
-        let verdict = match v.end_of_pass() {
-            Verdict::Recount => v.recounted(super::count::<D>(ctx, work).await?),
-            other => other,
-        };
-        match verdict {
-            Verdict::Finished(t) => return Ok(t),
-            Verdict::Again | Verdict::Recount => {
-                ctx.counters.refetch_passes.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(t) = super::end_of_pass::<D>(ctx, work, &mut v).await? {
+            return Ok(t);
         }
     }
 }
