@@ -584,7 +584,8 @@ impl GenesysClient {
                     return Err(with_quota_threshold(e, quota));
                 }
             };
-            let result = self.attempt(&call, &token, &parse).await;
+            let mut token = token;
+            let result = self.attempt(&call, &mut token, &parse).await;
             let err = match result {
                 Ok(v) => return Ok(v),
                 Err(e) => with_quota_threshold(e, quota),
@@ -697,15 +698,23 @@ impl GenesysClient {
         }
     }
 
-    /// One attempt: permit, send, read, classify, parse, report.
+    /// One attempt: permit, token, send, read, classify, parse, report.
+    ///
+    /// The token is read from the cache again once the permit is granted: a request can wait
+    /// in the limiter's queue for longer than a token lives. `token` is updated to the one sent,
+    /// so a 401 invalidates the right generation.
     async fn attempt<T>(
         &self,
         call: &Call,
-        token: &AccessToken,
+        token: &mut AccessToken,
         parse: &impl Fn(&[u8]) -> Result<T, String>,
     ) -> Result<T, ApiError> {
         let s = &self.shared;
         let permit = s.limiter.acquire(call.priority).await?;
+        // A failed renewal keeps the token in hand: the answer (401) says what to do next.
+        if let Ok(current) = self.token().await {
+            *token = current;
+        }
         let started = Instant::now();
         let answer = self.send(call, token).await;
         let elapsed = started.elapsed();
