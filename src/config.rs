@@ -9,6 +9,7 @@
 //! watermark_hours = 4              # SLUICE_WATERMARK_HOURS: data newer than now − this is not final
 //! poll_minutes = 15                # SLUICE_POLL_MINUTES: catch-up period in service mode
 //! provisional = false              # SLUICE_PROVISIONAL: also ingest data newer than the watermark
+//! settle_hours = 96                # SLUICE_SETTLE_HOURS: re-fetch a block once when it is this old (0: off)
 //! database_url = "mysql://user@host/db"   # DATABASE_URL (default sqlite://sluice.db)
 //!
 //! [genesys]                        # GENESYS_REGION, GENESYS_API_URL, GENESYS_LOGIN_URL
@@ -175,6 +176,9 @@ pub struct Config {
     pub watermark_lag: Duration,
     pub poll_interval: std::time::Duration,
     pub provisional: bool,
+    /// `settle_hours`: a block first fetched younger than this is fetched once more after it
+    /// passes this age (Genesys's nightly pipeline rewrites data ≥ 48 h old). `None`: off (0).
+    pub settle_after: Option<Duration>,
     pub database_url: Option<String>,
     pub genesys: GenesysConfig,
     /// The RateLimiter's settings (`[rate_limit]`).
@@ -200,6 +204,7 @@ impl Default for Config {
             watermark_lag: Duration::hours(4),
             poll_interval: std::time::Duration::from_secs(15 * 60),
             provisional: false,
+            settle_after: Some(Duration::hours(96)),
             database_url: None,
             genesys: GenesysConfig {
                 settings: GenesysSettings::default(),
@@ -225,6 +230,7 @@ struct FileConfig {
     watermark_hours: Option<f64>,
     poll_minutes: Option<f64>,
     provisional: Option<bool>,
+    settle_hours: Option<f64>,
     database_url: Option<String>,
     admin_addr: Option<String>,
     genesys: Option<toml::Table>,
@@ -331,6 +337,9 @@ impl Config {
         }
         if let Some(p) = file.provisional {
             cfg.provisional = p;
+        }
+        if let Some(h) = file.settle_hours {
+            cfg.settle_after = settle(h).map_err(|m| ConfigError::new(key("settle_hours"), m))?;
         }
         cfg.database_url = file.database_url;
         if let Some(a) = file.admin_addr {
@@ -443,6 +452,11 @@ impl Config {
             self.poll_interval = number(&v)
                 .and_then(minutes)
                 .map_err(|m| ConfigError::new("SLUICE_POLL_MINUTES", m))?;
+        }
+        if let Some(v) = get("SLUICE_SETTLE_HOURS") {
+            self.settle_after = number(&v)
+                .and_then(settle)
+                .map_err(|m| ConfigError::new("SLUICE_SETTLE_HOURS", m))?;
         }
         if let Some(v) = get("SLUICE_PROVISIONAL") {
             self.provisional =
@@ -594,6 +608,11 @@ fn boolean(v: &str) -> Result<bool, String> {
         "0" | "false" | "no" | "off" => Ok(false),
         _ => Err(format!("expected true or false, got {v:?}")),
     }
+}
+
+/// `settle_hours`: 0 turns settling off.
+fn settle(h: f64) -> Result<Option<Duration>, String> {
+    hours(h).map(|d| (d > Duration::zero()).then_some(d))
 }
 
 fn hours(h: f64) -> Result<Duration, String> {

@@ -71,6 +71,7 @@ fn done(n: usize, verified: bool) -> PartitionCompletion {
         verified,
         // Not final: the test re-opens the block as a settle or resync would.
         is_final: false,
+        settled: true,
     }
 }
 
