@@ -738,6 +738,18 @@ page_size = 50
     }
 
     #[test]
+    fn settle_hours_from_file_and_env_with_zero_turning_it_off() {
+        let cfg = load("", &[]).unwrap();
+        assert_eq!(cfg.settle_after, Some(Duration::hours(96)));
+        let cfg = load("settle_hours = 72", &[]).unwrap();
+        assert_eq!(cfg.settle_after, Some(Duration::hours(72)));
+        let cfg = load("settle_hours = 72", &[("SLUICE_SETTLE_HOURS", "0")]).unwrap();
+        assert_eq!(cfg.settle_after, None);
+        let e = load("", &[("SLUICE_SETTLE_HOURS", "-3")]).unwrap_err();
+        assert_eq!(e.setting, "SLUICE_SETTLE_HOURS");
+    }
+
+    #[test]
     fn the_packaged_example_config_is_valid() {
         let cfg = Config::from_toml(include_str!("../packaging/sluice.toml"), None).unwrap();
         assert_eq!(cfg.watermark_lag, Duration::hours(4));
