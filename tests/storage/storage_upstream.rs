@@ -429,15 +429,20 @@ fn a_database_of_the_previous_schema_upgrades_in_place_and_back() {
         let before = content(&mut conn);
 
         // Back to the previous schema: the digest columns go, the data stays.
-        let reverted = revert_migrations(&mut conn, 1).unwrap();
-        assert_eq!(reverted.len(), 1);
-        assert!(reverted[0].contains("20261206000001") || reverted[0].contains("2026-12-06"));
+        // (the migrations added after it, 000003 instances and 000004 settle, go first)
+        let reverted = revert_migrations(&mut conn, 3).unwrap();
+        assert_eq!(reverted.len(), 3);
+        assert!(reverted[2].contains("000001"), "{reverted:?}");
+        assert!(!common::db::column_names(&mut conn, "ingest_partitions")
+            .contains(&"is_settled".to_string()));
         assert!(!common::db::column_names(&mut conn, "conversations")
             .contains(&"content_digest".to_string()));
         assert_eq!(content(&mut conn), before, "{:?}", db.backend());
 
         // Forward again: data intact, digests unknown (NULL).
-        assert_eq!(run_migrations(&mut conn).unwrap().len(), 1);
+        assert_eq!(run_migrations(&mut conn).unwrap().len(), 3);
+        assert!(common::db::column_names(&mut conn, "ingest_partitions")
+            .contains(&"is_settled".to_string()));
         assert_eq!(content(&mut conn), before);
         assert_eq!(
             count(&mut conn, "conversations WHERE content_digest IS NULL"),
