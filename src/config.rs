@@ -11,6 +11,7 @@
 //! provisional = false              # SLUICE_PROVISIONAL: also ingest data newer than the watermark
 //! directory_refresh_minutes = 60   # SLUICE_DIRECTORY_REFRESH_MINUTES: `sluice run` re-reads the directory
 //! report_tz = "Europe/Dublin"      # SLUICE_REPORT_TZ: the zone reports cut days in (default UTC)
+//! settle_hours = 96                # SLUICE_SETTLE_HOURS: re-fetch a block once when it is this old (0: off)
 //! database_url = "mysql://user@host/db"   # DATABASE_URL (default sqlite://sluice.db)
 //!
 //! [genesys]                        # GENESYS_REGION, GENESYS_API_URL, GENESYS_LOGIN_URL
@@ -180,6 +181,9 @@ pub struct Config {
     pub watermark_lag: Duration,
     pub poll_interval: std::time::Duration,
     pub provisional: bool,
+    /// `settle_hours`: a block first fetched younger than this is fetched once more after it
+    /// passes this age (Genesys's nightly pipeline rewrites data ≥ 48 h old). `None`: off (0).
+    pub settle_after: Option<Duration>,
     pub database_url: Option<String>,
     pub genesys: GenesysConfig,
     /// The RateLimiter's settings (`[rate_limit]`).
@@ -213,6 +217,7 @@ impl Default for Config {
             watermark_lag: Duration::hours(4),
             poll_interval: std::time::Duration::from_secs(15 * 60),
             provisional: false,
+            settle_after: Some(Duration::hours(96)),
             database_url: None,
             genesys: GenesysConfig {
                 settings: GenesysSettings::default(),
@@ -242,6 +247,7 @@ struct FileConfig {
     watermark_hours: Option<f64>,
     poll_minutes: Option<f64>,
     provisional: Option<bool>,
+    settle_hours: Option<f64>,
     database_url: Option<String>,
     admin_addr: Option<String>,
     genesys: Option<toml::Table>,
@@ -350,6 +356,9 @@ impl Config {
         }
         if let Some(p) = file.provisional {
             cfg.provisional = p;
+        }
+        if let Some(h) = file.settle_hours {
+            cfg.settle_after = settle(h).map_err(|m| ConfigError::new(key("settle_hours"), m))?;
         }
         cfg.database_url = file.database_url;
         if let Some(m) = file.directory_refresh_minutes {
@@ -477,6 +486,11 @@ impl Config {
         }
         if let Some(v) = get("SLUICE_REPORT_TZ") {
             self.report_tz = parse_tz(&v).map_err(|m| ConfigError::new("SLUICE_REPORT_TZ", m))?;
+        }
+        if let Some(v) = get("SLUICE_SETTLE_HOURS") {
+            self.settle_after = number(&v)
+                .and_then(settle)
+                .map_err(|m| ConfigError::new("SLUICE_SETTLE_HOURS", m))?;
         }
         if let Some(v) = get("SLUICE_PROVISIONAL") {
             self.provisional =
@@ -637,6 +651,11 @@ fn boolean(v: &str) -> Result<bool, String> {
     }
 }
 
+/// `settle_hours`: 0 turns settling off.
+fn settle(h: f64) -> Result<Option<Duration>, String> {
+    hours(h).map(|d| (d > Duration::zero()).then_some(d))
+}
+
 fn hours(h: f64) -> Result<Duration, String> {
     if !(h.is_finite() && (0.0..=24.0 * 366.0).contains(&h)) {
         return Err(format!("expected hours between 0 and 8784, got {h}"));
@@ -757,6 +776,18 @@ page_size = 50
         assert!(e.to_string().contains("regoin"), "{e}");
         let e = load("", &[]).unwrap().start().unwrap_err();
         assert_eq!(e.setting, "SLUICE_START");
+    }
+
+    #[test]
+    fn settle_hours_from_file_and_env_with_zero_turning_it_off() {
+        let cfg = load("", &[]).unwrap();
+        assert_eq!(cfg.settle_after, Some(Duration::hours(96)));
+        let cfg = load("settle_hours = 72", &[]).unwrap();
+        assert_eq!(cfg.settle_after, Some(Duration::hours(72)));
+        let cfg = load("settle_hours = 72", &[("SLUICE_SETTLE_HOURS", "0")]).unwrap();
+        assert_eq!(cfg.settle_after, None);
+        let e = load("", &[("SLUICE_SETTLE_HOURS", "-3")]).unwrap_err();
+        assert_eq!(e.setting, "SLUICE_SETTLE_HOURS");
     }
 
     #[test]

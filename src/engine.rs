@@ -25,7 +25,7 @@ use crate::actors::coordinator::{
 use crate::actors::fetcher::{Availability, FaultHooks, FetchContext, FetchCounters};
 use crate::actors::rate_limiter::RateLimiterHandle;
 use crate::actors::writer::{
-    start_writer_with, EndRun, ReclaimDeadLeases, StartRun, Writer, WriterConfig,
+    start_writer_with, EndRun, ReclaimDeadLeases, ReopenForResync, StartRun, Writer, WriterConfig,
 };
 use crate::admin::{AdminHandle, AdminState, LiveEngine, RunInfo};
 use crate::clock::SharedClock;
@@ -108,6 +108,9 @@ pub struct EngineOptions {
     /// Whether the run fails when the admin address cannot be bound (service mode); otherwise
     /// a warning is logged and the run goes on without it (a one-off backfill beside a service).
     pub admin_required: bool,
+    /// `sluice resync`: before the backfill, every done/unverified/failed partition of its
+    /// range goes back to pending, so every block is fetched again now.
+    pub resync: bool,
 }
 
 impl EngineOptions {
@@ -125,6 +128,7 @@ impl EngineOptions {
             },
             admin_addr: None,
             admin_required: false,
+            resync: false,
         }
     }
 }
@@ -282,6 +286,8 @@ pub async fn start(config: &Config, opts: EngineOptions) -> Result<EngineHandle,
         faults: opts.faults.clone(),
         counters: counters.clone(),
         progress: Some(progress.clone()),
+        clock: opts.clock.clone(),
+        settle_after: config.settle_after,
     });
     let choices = opts
         .datasets
@@ -300,11 +306,23 @@ pub async fn start(config: &Config, opts: EngineOptions) -> Result<EngineHandle,
         }
     }
     let datasets: Vec<Dataset> = choices.into_iter().filter_map(dataset).collect();
+    if let (true, RunKind::Backfill { from, to }) = (opts.resync, opts.kind) {
+        let n = writer
+            .send(ReopenForResync {
+                datasets: datasets.clone(),
+                from,
+                to,
+            })
+            .await
+            .map_err(|e| EngineError::Internal(format!("writer stopped: {e}")))??;
+        log::info!("resync: {n} partitions of {from} – {to} reopened to be fetched again");
+    }
     let settings = CoordinatorSettings {
         kind: opts.kind,
         datasets,
         provisional: opts.provisional || config.provisional,
         watermark_lag: config.watermark_lag,
+        settle_after: config.settle_after,
         poll_interval: config.poll_interval,
         min_block: config.fetch.block_rules().min_block,
         max_attempts: config.fetch.max_attempts,
@@ -669,6 +687,16 @@ fn run_engine(config: Config, opts: EngineOptions) -> i32 {
 
 /// `sluice backfill --from A --to B`: ingests `[A, B)`; 0 only when every partition verified.
 pub fn backfill_cli(o: CliOverrides, from: &str, to: &str) -> i32 {
+    range_cli(o, from, to, false)
+}
+
+/// `sluice resync --from A --to B`: fetches every block of `[A, B)` again now (e.g. after a
+/// data incident upstream); exit codes as `sluice backfill`.
+pub fn resync_cli(o: CliOverrides, from: &str, to: &str) -> i32 {
+    range_cli(o, from, to, true)
+}
+
+fn range_cli(o: CliOverrides, from: &str, to: &str, resync: bool) -> i32 {
     let config = match load_config(&o) {
         Ok(c) => c,
         Err(e) => return fail(&e, EXIT_CONFIG),
@@ -693,6 +721,10 @@ pub fn backfill_cli(o: CliOverrides, from: &str, to: &str) -> i32 {
     );
     opts.progress = ProgressMode::detect(false);
     opts.admin_addr = Some(config.admin_addr);
+    if resync {
+        opts.resync = true;
+        opts.command = "resync".into();
+    }
     run_engine(config, opts)
 }
 

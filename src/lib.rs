@@ -29,6 +29,7 @@ pub mod plan;
 pub mod progress;
 pub mod rate;
 pub mod report;
+pub mod settle;
 pub mod sim;
 pub mod status;
 pub mod storage;

@@ -54,6 +54,18 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// Fetch every block of [--from, --to) again now (e.g. after Genesys announces a data
+    /// incident): reopens its partitions, then backfills; exit codes as backfill.
+    Resync {
+        /// First instant: a UTC day (2026-01-01) or an RFC 3339 instant.
+        #[arg(long)]
+        from: String,
+        /// End, exclusive: a UTC day or an RFC 3339 instant.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
     /// Service mode: backfill from `start` (SLUICE_START), then catch up every poll interval.
     Run {
         #[command(flatten)]
@@ -90,6 +102,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Backfill { from, to, engine } => {
             std::process::exit(sluice::engine::backfill_cli(engine.overrides(), &from, &to))
+        }
+        Command::Resync { from, to, engine } => {
+            std::process::exit(sluice::engine::resync_cli(engine.overrides(), &from, &to))
         }
         Command::Run { engine } => std::process::exit(sluice::engine::run_cli(engine.overrides())),
         Command::Demo(args) => std::process::exit(sluice::demo::run_cli(args)),

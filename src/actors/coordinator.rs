@@ -27,7 +27,7 @@ use crate::actors::fetcher::{CancelFetch, FetchDone, FetchPartition, Fetcher};
 pub use crate::actors::work::{Outcome, Work, WorkPriority};
 use crate::actors::writer::{
     FailPartition, Flush, HandOverRange, LeasePartition, LoadPartitions, PlanPartitions,
-    ReleasePartition, ReopenPartitions, SplitPartition, WaitingPartitions, Writer,
+    ReleasePartition, ReopenForSettle, ReopenPartitions, SplitPartition, WaitingPartitions, Writer,
 };
 use crate::clock::SharedClock;
 use crate::fetch::FetchContext;
@@ -352,6 +352,8 @@ pub struct CoordinatorSettings {
     pub datasets: Vec<Dataset>,
     pub provisional: bool,
     pub watermark_lag: chrono::Duration,
+    /// `settle_hours` (None: off): done blocks that old and not settled are fetched again.
+    pub settle_after: Option<chrono::Duration>,
     pub poll_interval: std::time::Duration,
     /// The watermark is floored to this (keeps partition edges round).
     pub min_block: chrono::Duration,
@@ -569,6 +571,7 @@ impl Coordinator {
             job_block_days: self.fetch.settings.job_block_days,
             priority,
             calls_api: self.role == Role::Active,
+            settle_after: self.settings.settle_after,
         };
         self.pending_ops += 1;
         let first = self.rounds == 0;
@@ -1192,6 +1195,7 @@ struct RoundInput {
     priority: WorkPriority,
     /// Whether the round may ask the API (data availability): a standby makes no API call.
     calls_api: bool,
+    settle_after: Option<chrono::Duration>,
 }
 
 struct Planned {
@@ -1287,6 +1291,35 @@ async fn run_round(input: RoundInput) -> Result<Planned, String> {
                 });
             }
         }
+        // Settle: done blocks first fetched too young, now old enough (not those reopened above).
+        let due = crate::settle::due(
+            rows.iter().filter(|r| !round.reopen.contains(&r.id)),
+            input.now,
+            input.settle_after,
+        );
+        let settling = due.len();
+        if !due.is_empty() {
+            let n = ask(&input.writer, ReopenForSettle(due.clone()))
+                .await?
+                .map_err(|e| e.to_string())?;
+            log::info!("settling {n} partitions of {dataset} (older than settle_hours)");
+            for id in &due {
+                if let Some(r) = by_id.get(id) {
+                    let range = Interval::new(r.range_start, r.range_end);
+                    work.push(Work {
+                        id: r.id,
+                        dataset,
+                        range,
+                        path: choose_path(range, input.mode, availability),
+                        is_final: r.range_end <= input.watermark,
+                        priority: WorkPriority::Settle,
+                        attempts: 0,
+                        not_before: None,
+                        watermark: None,
+                    });
+                }
+            }
+        }
         // Old whole days a job serves may be grouped into longer job blocks (conversations:
         // user-detail counts are per day document, so users keep one day per block).
         let job_days = match dataset {
@@ -1325,8 +1358,8 @@ async fn run_round(input: RoundInput) -> Result<Planned, String> {
                 });
             }
         }
-        let in_range =
-            views.len() as u64 + (work.len() as u64).saturating_sub(round.run.len() as u64);
+        let in_range = views.len() as u64
+            + (work.len() as u64).saturating_sub((round.run.len() + settling) as u64);
         planned.total += in_range;
         planned.already_done += in_range.saturating_sub(work.len() as u64);
         planned.work.extend(work);
@@ -1509,6 +1542,8 @@ mod tests {
             lease_expires_at: None,
             updated_at: start,
             is_final: true,
+            fetched_at: None,
+            is_settled: false,
         }
     }
 

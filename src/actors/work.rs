@@ -14,6 +14,9 @@ pub enum WorkPriority {
     /// Catch-up (newest data, re-fetches of in-progress conversations).
     CatchUp = 0,
     Backfill = 1,
+    /// Settle re-fetches ([`crate::settle`]): after backfill, because a block not yet copied
+    /// at all is worse than one the nightly pipeline may have revised slightly.
+    Settle = 2,
 }
 
 /// One partition to fetch.

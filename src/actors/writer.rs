@@ -167,6 +167,25 @@ impl Message for ReopenPartitions {
     type Result = Result<usize, StorageError>;
 }
 
+/// Done, unsettled partitions back to pending for their settle re-fetch.
+#[derive(Debug, Clone)]
+pub struct ReopenForSettle(pub Vec<i64>);
+impl Message for ReopenForSettle {
+    type Result = Result<usize, StorageError>;
+}
+
+/// `sluice resync`: every done/unverified/failed partition overlapping `[from, to)` back to
+/// pending.
+#[derive(Debug, Clone)]
+pub struct ReopenForResync {
+    pub datasets: Vec<Dataset>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+impl Message for ReopenForResync {
+    type Result = Result<usize, StorageError>;
+}
+
 /// Stored non-final conversations that started before `before`: `(id, start)`.
 #[derive(Debug, Clone)]
 pub struct NonFinalConversations {
@@ -564,6 +583,12 @@ checkpoint_handler!(
 );
 checkpoint_handler!(ReopenPartitions, usize, |core, m, c, now| {
     checkpoint::reopen_partitions(c, m.dataset, m.from, m.to, now)
+});
+checkpoint_handler!(ReopenForSettle, usize, |core, m, c, now| {
+    checkpoint::reopen_for_settle(c, &m.0, now)
+});
+checkpoint_handler!(ReopenForResync, usize, |core, m, c, now| {
+    checkpoint::reopen_for_resync(c, &m.datasets, m.from, m.to, now)
 });
 checkpoint_handler!(
     NonFinalConversations,

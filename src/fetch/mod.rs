@@ -84,6 +84,10 @@ pub struct FetchContext {
     /// Requests, pages and records, for progress.
     pub counters: Arc<FetchCounters>,
     pub progress: Option<Arc<ProgressTracker>>,
+    /// Calendar time (the engine's clock): when a completion happens, for settling.
+    pub clock: crate::clock::SharedClock,
+    /// `settle_hours` (None: off); see [`crate::settle`].
+    pub settle_after: Option<chrono::Duration>,
 }
 
 /// Last known dataAvailabilityDate of the jobs API.
@@ -148,7 +152,7 @@ impl FetchContext {
 pub fn priority(w: &Work) -> Priority {
     match w.priority {
         WorkPriority::CatchUp => Priority::CatchUp,
-        WorkPriority::Backfill => Priority::Backfill,
+        WorkPriority::Backfill | WorkPriority::Settle => Priority::Backfill,
     }
 }
 

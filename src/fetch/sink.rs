@@ -129,6 +129,11 @@ impl<'a> Sink<'a> {
             verified: t.verified,
             // A conversation not final yet keeps its partition open for catch-up.
             is_final: self.work.is_final && self.finality.all_ended,
+            settled: crate::settle::settled_at(
+                self.work.range.end,
+                self.ctx.clock.now(),
+                self.ctx.settle_after,
+            ),
         };
         self.send(empty, Some(completion)).await?;
         self.drain().await

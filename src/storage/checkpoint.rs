@@ -142,6 +142,11 @@ pub struct PartitionRow {
     pub lease_expires_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
     pub is_final: bool,
+    /// When its last fetch completed.
+    pub fetched_at: Option<DateTime<Utc>>,
+    /// Its last verified fetch completed `settle_hours` or more after its end: no settle
+    /// re-fetch is due.
+    pub is_settled: bool,
 }
 
 #[derive(Queryable)]
@@ -161,6 +166,8 @@ struct PartitionRecord {
     lease_expires_at: Option<NaiveDateTime>,
     updated_at: NaiveDateTime,
     is_final: bool,
+    fetched_at: Option<NaiveDateTime>,
+    is_settled: bool,
 }
 
 impl TryFrom<PartitionRecord> for PartitionRow {
@@ -182,6 +189,8 @@ impl TryFrom<PartitionRecord> for PartitionRow {
             lease_expires_at: r.lease_expires_at.map(utc),
             updated_at: utc(r.updated_at),
             is_final: r.is_final,
+            fetched_at: r.fetched_at.map(utc),
+            is_settled: r.is_settled,
         })
     }
 }
@@ -205,6 +214,8 @@ macro_rules! partition_columns {
             ip::lease_expires_at,
             ip::updated_at,
             ip::is_final,
+            ip::fetched_at,
+            ip::is_settled,
         )
     };
 }
@@ -527,6 +538,9 @@ pub struct PartitionCompletion {
     pub verified: bool,
     /// Every conversation of the block is final: catch-up never re-fetches it.
     pub is_final: bool,
+    /// Verified at or after the block's end + `settle_hours` (see [`crate::settle`]): no
+    /// settle re-fetch is due.
+    pub settled: bool,
 }
 
 /// Records a partition's completion if `token` still holds its lease; false otherwise. Meant
@@ -565,6 +579,8 @@ pub fn complete_partition(
         ip::last_error.eq(None::<String>),
         ip::lease_expires_at.eq(None::<NaiveDateTime>),
         ip::is_final.eq(done.is_final),
+        ip::fetched_at.eq(Some(now)),
+        ip::is_settled.eq(done.verified && done.settled),
         ip::updated_at.eq(now),
     ))
     .execute(c))?;
@@ -665,6 +681,74 @@ pub fn reopen_partitions(
     )
     .set((
         ip::status.eq(PartitionStatus::Pending.as_str()),
+        ip::lease_owner.eq(None::<String>),
+        ip::lease_token.eq(None::<String>),
+        ip::lease_expires_at.eq(None::<NaiveDateTime>),
+        ip::updated_at.eq(db_time(now)),
+    ))
+    .execute(c))?;
+    Ok(n)
+}
+
+/// Sets the `done` partitions `ids` that are not settled back to `pending` for their settle
+/// re-fetch (see [`crate::settle`]). Fenced by status: a partition running, reopened or
+/// settled meanwhile is left alone. Returns how many.
+pub fn reopen_for_settle(
+    conn: &mut Connection,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<usize, StorageError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for chunk in ids.chunks(500) {
+        n += dispatch!(&mut *conn, |c| diesel::update(
+            ip::table
+                .filter(ip::id.eq_any(chunk))
+                .filter(ip::status.eq(PartitionStatus::Done.as_str()))
+                .filter(ip::is_settled.eq(false))
+        )
+        .set((
+            ip::status.eq(PartitionStatus::Pending.as_str()),
+            ip::lease_owner.eq(None::<String>),
+            ip::lease_token.eq(None::<String>),
+            ip::lease_expires_at.eq(None::<NaiveDateTime>),
+            ip::updated_at.eq(db_time(now)),
+        ))
+        .execute(c))?;
+    }
+    Ok(n)
+}
+
+/// `sluice resync`: sets every `done`, `unverified` or `failed` partition of `datasets`
+/// overlapping `[from, to)` back to `pending` (attempts reset), so the backfill that follows
+/// fetches each again. Fenced by status: a `running` partition (another instance's lease) is
+/// left alone. Returns how many.
+pub fn reopen_for_resync(
+    conn: &mut Connection,
+    datasets: &[Dataset],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<usize, StorageError> {
+    let names: Vec<&str> = datasets.iter().map(|d| d.as_str()).collect();
+    let (from, to) = (db_time(from), db_time(to));
+    let reopenable = [
+        PartitionStatus::Done.as_str(),
+        PartitionStatus::Unverified.as_str(),
+        PartitionStatus::Failed.as_str(),
+    ];
+    let n = dispatch!(conn, |c| diesel::update(
+        ip::table
+            .filter(ip::dataset.eq_any(&names))
+            .filter(ip::range_start.lt(to))
+            .filter(ip::range_end.gt(from))
+            .filter(ip::status.eq_any(reopenable))
+    )
+    .set((
+        ip::status.eq(PartitionStatus::Pending.as_str()),
+        ip::attempts.eq(0),
         ip::lease_owner.eq(None::<String>),
         ip::lease_token.eq(None::<String>),
         ip::lease_expires_at.eq(None::<NaiveDateTime>),

@@ -151,6 +151,8 @@ diesel::table! {
         lease_expires_at -> Nullable<Timestamp>,
         updated_at -> Timestamp,
         is_final -> Bool,
+        fetched_at -> Nullable<Timestamp>,
+        is_settled -> Bool,
     }
 }
 

@@ -58,6 +58,7 @@ fn populate(conn: &mut Connection) -> i64 {
             received,
             verified: hits == received,
             is_final: true,
+            settled: true,
         };
         assert!(checkpoint::complete_partition(conn, id, &t, &done, now).unwrap());
     };

@@ -86,6 +86,7 @@ fn block(id: i64, token: &str, recs: &[ConversationRecord]) -> Vec<PageWrite> {
             received: recs.len() as i64,
             verified: true,
             is_final: true,
+            settled: true,
         }),
     });
     pages

@@ -50,6 +50,7 @@ fn done() -> PartitionCompletion {
         received: 5,
         verified: true,
         is_final: true,
+        settled: true,
     }
 }
 

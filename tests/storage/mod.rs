@@ -2,6 +2,7 @@
 mod storage_cli;
 mod storage_reports;
 mod storage_schema;
+mod storage_settle;
 mod storage_upstream;
 mod storage_writer;
 mod storage_writer_actor;

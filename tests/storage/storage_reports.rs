@@ -254,6 +254,7 @@ fn check_reports(db: &TestDb, fx: &Fixture) {
                 received: split as i64,
                 verified: true,
                 is_final: true,
+                settled: true,
             }),
         },
         PageWrite {
@@ -265,6 +266,7 @@ fn check_reports(db: &TestDb, fx: &Fixture) {
                 received: (fx.records.len() - split) as i64,
                 verified: false,
                 is_final: false,
+                settled: true,
             }),
         },
         PageWrite {
@@ -276,6 +278,7 @@ fn check_reports(db: &TestDb, fx: &Fixture) {
                 received: 6,
                 verified: true,
                 is_final: false,
+                settled: true,
             }),
         },
     ];

@@ -211,6 +211,7 @@ fn completion(n: usize) -> PartitionCompletion {
         received: n as i64,
         verified: true,
         is_final: true,
+        settled: true,
     }
 }
 

@@ -209,6 +209,7 @@ fn killed_connections_lose_and_duplicate_nothing() {
                     received: 300,
                     verified: true,
                     is_final: true,
+                    settled: true,
                 }),
             }
         })
