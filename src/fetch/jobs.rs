@@ -278,6 +278,8 @@ async fn read<D: Dataset>(
     let page_size = ctx.settings.job_page_size.clamp(1, u32::MAX as i64) as u32;
     let mut cursor: Option<String> = None;
     loop {
+        // The page is held from its request until the Writer answered it.
+        let held = ctx.held_records.reserve(page_size as usize).await;
         let page = match D::job_page(
             &ctx.client,
             id,
@@ -296,7 +298,7 @@ async fn read<D: Dataset>(
             Err(e) => return Err(e.into()),
         };
         ctx.page_received();
-        sink.take::<D>(v, page.records).await?;
+        sink.take_held::<D>(v, page.records, Some(held)).await?;
         cursor = page.cursor;
         if cursor.is_none() {
             return Ok(JobRun::Read);

@@ -14,6 +14,7 @@
 //!   crash a partition is either done with all its rows or not done.
 //! - The lease is renewed while the block is fetched; a lost lease stops the fetch.
 
+pub mod budget;
 pub mod jobs;
 pub mod query;
 pub mod sink;
@@ -78,6 +79,9 @@ pub struct FetchContext {
     /// (`page_concurrency`): more would only wait in the RateLimiter's queue, holding tokens
     /// that may expire there, and memory.
     pub page_slots: Arc<tokio::sync::Semaphore>,
+    /// Job results held in memory by all Fetchers together, from a page's request until the
+    /// Writer answered it (`job_page_size × (max_outstanding_pages + 1)` records).
+    pub held_records: budget::RecordBudget,
     /// The jobs' dataAvailabilityDate per kind, as last read (None: unknown / unavailable).
     pub availability: Mutex<Availability>,
     pub faults: FaultHooks,

@@ -1,12 +1,15 @@
 //! Pages to the Writer under the partition's lease token, with at most
 //! `max_outstanding_pages` waiting for an acknowledgement (memory stays bounded however large
 //! the block). The completion goes only after every page of the block was acknowledged OK.
+//! A page read under the shared [`RecordBudget`](super::budget::RecordBudget) keeps its share
+//! until the Writer answered it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 
+use super::budget::Held;
 use super::{FetchContext, Stop};
 use crate::actors::work::Work;
 use crate::actors::writer::{
@@ -40,12 +43,22 @@ impl Finality {
     }
 }
 
+type Reply = Result<Result<(), StorageError>, actix::MailboxError>;
+
+/// The Writer's answer to one page. A page holding a share of the record budget waits for it
+/// in a task of its own, so the share goes back when the Writer answers, not when this Fetcher
+/// next looks (it may be waiting for the budget itself).
+enum Ack {
+    Plain(Box<actix::dev::Request<Writer, WritePage>>),
+    Held(tokio::task::JoinHandle<Reply>),
+}
+
 /// The pages of one partition on their way to the Writer.
 pub struct Sink<'a> {
     ctx: &'a FetchContext,
     work: &'a Work,
     lease: &'a str,
-    pending: VecDeque<actix::dev::Request<Writer, WritePage>>,
+    pending: VecDeque<Ack>,
     pub finality: Finality,
 }
 
@@ -64,7 +77,12 @@ impl<'a> Sink<'a> {
     }
 
     /// Sends a page of `records` records (nothing when empty).
-    pub async fn write(&mut self, page: PageRecords, records: usize) -> Result<(), Stop> {
+    pub async fn write(
+        &mut self,
+        page: PageRecords,
+        records: usize,
+        held: Option<Held>,
+    ) -> Result<(), Stop> {
         if records == 0 {
             return Ok(());
         }
@@ -73,13 +91,14 @@ impl<'a> Sink<'a> {
         if let (Some(p), Dataset::Conversations) = (&self.ctx.progress, self.work.dataset) {
             p.add_conversations(records as u64);
         }
-        self.send(page, None).await
+        self.send(page, None, held).await
     }
 
     async fn send(
         &mut self,
         page: PageRecords,
         completion: Option<PartitionCompletion>,
+        held: Option<Held>,
     ) -> Result<(), Stop> {
         let req = self.ctx.writer.send(WritePage {
             partition_id: self.work.id,
@@ -87,7 +106,14 @@ impl<'a> Sink<'a> {
             page,
             completion,
         });
-        self.pending.push_back(req);
+        self.pending.push_back(match held {
+            None => Ack::Plain(Box::new(req)),
+            Some(held) => Ack::Held(actix::spawn(async move {
+                let reply = req.await;
+                drop(held);
+                reply
+            })),
+        });
         while self.pending.len() > self.ctx.settings.max_outstanding_pages.max(1) {
             self.wait_one().await?;
         }
@@ -95,8 +121,12 @@ impl<'a> Sink<'a> {
     }
 
     async fn wait_one(&mut self) -> Result<(), Stop> {
-        if let Some(req) = self.pending.pop_front() {
-            match req.await {
+        if let Some(ack) = self.pending.pop_front() {
+            let reply = match ack {
+                Ack::Plain(req) => (*req).await,
+                Ack::Held(task) => task.await.unwrap_or(Err(actix::MailboxError::Closed)),
+            };
+            match reply {
                 Ok(Ok(())) => {}
                 Ok(Err(StorageError::LeaseLost { .. })) => return Err(Stop::LeaseLost),
                 Ok(Err(e)) => {
@@ -135,7 +165,7 @@ impl<'a> Sink<'a> {
                 self.ctx.settle_after,
             ),
         };
-        self.send(empty, Some(completion)).await?;
+        self.send(empty, Some(completion), None).await?;
         self.drain().await
     }
 }
@@ -147,6 +177,17 @@ impl Sink<'_> {
         &mut self,
         seen: &mut crate::verify::Verification,
         records: Vec<D::Record>,
+    ) -> Result<(), Stop> {
+        self.take_held::<D>(seen, records, None).await
+    }
+
+    /// [`take`](Self::take) for a page read under the record budget: the page keeps the
+    /// share of its records written until the Writer answered it.
+    pub async fn take_held<D: super::Dataset>(
+        &mut self,
+        seen: &mut crate::verify::Verification,
+        records: Vec<D::Record>,
+        mut held: Option<Held>,
     ) -> Result<(), Stop> {
         let records: Vec<D::Record> = if D::WRITE_REPEATS {
             for r in &records {
@@ -160,7 +201,10 @@ impl Sink<'_> {
                 .collect()
         };
         let n = records.len();
+        if let Some(h) = held.as_mut() {
+            h.keep(n);
+        }
         let page = D::into_page(records, &mut self.finality);
-        self.write(page, n).await
+        self.write(page, n, held).await
     }
 }
