@@ -198,4 +198,49 @@ mod tests {
         assert_eq!(got[0].entity.division.as_ref().unwrap().id, "d1");
         assert!(got[0].raw_json.contains("\"extra\":[1,2]"));
     }
+
+    /// A listing page is server input: any body either fails to parse (an error, not a panic)
+    /// or yields entities that all have an id, and paging always ends on an empty page.
+    mod hostile_input {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn entity_like() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "\\PC{0,30}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+                ("\\PC{0,12}", proptest::option::of("\\PC{0,12}")).prop_map(|(id, name)| {
+                    serde_json::json!({"id": id, "name": name, "division": {"id": "d"}}).to_string()
+                }),
+                Just("null".to_string()),
+                Just("{\"id\":7}".to_string()),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_body_parses_or_errs(body in "\\PC{0,80}") {
+                let _ = serde_json::from_str::<EntityListing>(&body);
+            }
+
+            #[test]
+            fn listed_entities_always_have_an_id(
+                entities in proptest::collection::vec(entity_like(), 0..6),
+                page_count in proptest::option::of(-3i64..5),
+                asked in 0u32..6,
+            ) {
+                let body = format!(
+                    "{{\"entities\":[{}],\"pageCount\":{}}}",
+                    entities.join(","),
+                    page_count.map_or("null".to_string(), |c| c.to_string())
+                );
+                let page: EntityListing = serde_json::from_str(&body).unwrap();
+                for e in parse_entities(&page) {
+                    prop_assert!(!e.entity.id.is_empty());
+                }
+                if entities.is_empty() {
+                    prop_assert!(!has_next(&page, asked));
+                }
+            }
+        }
+    }
 }
