@@ -94,6 +94,8 @@ impl EngineProbe for LiveEngine {
                     conversations_changed: s.conversations_changed,
                     conversations_deleted: s.conversations_deleted,
                     user_records_deleted: s.user_records_deleted,
+                    conversations_unchanged: s.conversations_unchanged,
+                    user_records_unchanged: s.user_records_unchanged,
                 }),
                 _ => None,
             }

@@ -56,6 +56,8 @@ pub const METRIC_DOCS: &[(&str, &str, &str)] = &[
     ("sluice_conversations_changed_total", "counter", "re-fetched conversations whose content digest differed from the stored copy (replaced with their children)"),
     ("sluice_conversations_deleted_total", "counter", "stored conversations absent from their block's verified re-fetch (deleted upstream), deleted with their children"),
     ("sluice_user_records_deleted_total", "counter", "presence and routing-status records absent from their block's verified re-fetch, deleted"),
+    ("sluice_conversations_unchanged_total", "counter", "re-fetched conversations whose content digest matched the stored copy (not rewritten)"),
+    ("sluice_user_records_unchanged_total", "counter", "re-fetched presence and routing-status records whose content digest matched (not rewritten)"),
     ("sluice_watermark_lag_seconds", "gauge", "seconds between the watermark (now minus the finality delay) and the end of the verified, contiguous history; 0 when caught up"),
     ("sluice_run_start_time_seconds", "gauge", "Unix time (seconds) the current run started"),
     ("sluice_build_info", "gauge", "always 1; label `version` is the Sluice version"),
@@ -93,6 +95,8 @@ pub struct WriterGauges {
     pub conversations_changed: u64,
     pub conversations_deleted: u64,
     pub user_records_deleted: u64,
+    pub conversations_unchanged: u64,
+    pub user_records_unchanged: u64,
 }
 
 /// Number of checkpoint partitions in one (dataset, status).
@@ -174,6 +178,8 @@ pub struct Metrics {
     conversations_changed: IntCounter,
     conversations_deleted: IntCounter,
     user_records_deleted: IntCounter,
+    conversations_unchanged: IntCounter,
+    user_records_unchanged: IntCounter,
     watermark_lag: Gauge,
     run_start: Gauge,
     instance_role: IntGaugeVec,
@@ -286,6 +292,12 @@ impl Metrics {
             ))?),
             user_records_deleted: reg!(IntCounter::with_opts(opts(
                 "sluice_user_records_deleted_total"
+            ))?),
+            conversations_unchanged: reg!(IntCounter::with_opts(opts(
+                "sluice_conversations_unchanged_total"
+            ))?),
+            user_records_unchanged: reg!(IntCounter::with_opts(opts(
+                "sluice_user_records_unchanged_total"
             ))?),
             watermark_lag: reg!(Gauge::with_opts(opts("sluice_watermark_lag_seconds"))?),
             run_start: reg!(Gauge::with_opts(opts("sluice_run_start_time_seconds"))?),
@@ -405,6 +417,8 @@ impl Metrics {
             advance_to(&self.conversations_changed, w.conversations_changed);
             advance_to(&self.conversations_deleted, w.conversations_deleted);
             advance_to(&self.user_records_deleted, w.user_records_deleted);
+            advance_to(&self.conversations_unchanged, w.conversations_unchanged);
+            advance_to(&self.user_records_unchanged, w.user_records_unchanged);
         }
         if let Some(parts) = &snap.partitions {
             // Statuses that emptied since the last scrape must drop to 0, not keep their count.
@@ -658,6 +672,8 @@ mod tests {
                 conversations_changed: 5,
                 conversations_deleted: 2,
                 user_records_deleted: 7,
+                conversations_unchanged: 11,
+                user_records_unchanged: 13,
             }),
             partitions: Some(vec![
                 PartitionCount {
@@ -684,6 +700,8 @@ mod tests {
         assert_eq!(value(&s, "sluice_conversations_changed_total", &[]), 5.0);
         assert_eq!(value(&s, "sluice_conversations_deleted_total", &[]), 2.0);
         assert_eq!(value(&s, "sluice_user_records_deleted_total", &[]), 7.0);
+        assert_eq!(value(&s, "sluice_conversations_unchanged_total", &[]), 11.0);
+        assert_eq!(value(&s, "sluice_user_records_unchanged_total", &[]), 13.0);
         assert_eq!(value(&s, "sluice_watermark_lag_seconds", &[]), 3600.0);
         let pending = [("dataset", "conversations"), ("status", "pending")];
         assert_eq!(value(&s, "sluice_partitions", &pending), 3.0);

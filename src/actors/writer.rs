@@ -270,6 +270,8 @@ pub struct WriterStatsSnapshot {
     pub conversations_changed: u64,
     /// Re-fetched conversations found unchanged (not rewritten).
     pub conversations_unchanged: u64,
+    /// Re-fetched presence and routing-status records found unchanged (not rewritten).
+    pub user_records_unchanged: u64,
     /// Conversations deleted because their verified block no longer holds them upstream.
     pub conversations_deleted: u64,
     /// Presence and routing-status records deleted the same way.
@@ -436,6 +438,7 @@ impl Writer {
             failed_pages: c.failed_pages,
             conversations_changed: c.conversations_changed,
             conversations_unchanged: c.conversations_unchanged,
+            user_records_unchanged: c.user_records_unchanged,
             conversations_deleted: c.conversations_deleted,
             user_records_deleted: c.user_records_deleted,
             refused_completions: c.refused_completions,

@@ -35,6 +35,8 @@ pub struct WriteCounters {
     pub conversations_changed: u64,
     /// Re-fetched conversations found unchanged (not rewritten).
     pub conversations_unchanged: u64,
+    /// Re-fetched presence and routing-status records found unchanged (not rewritten).
+    pub user_records_unchanged: u64,
     /// Conversations deleted because their verified block no longer holds them upstream.
     pub conversations_deleted: u64,
     /// Presence and routing-status records deleted the same way.
@@ -204,6 +206,7 @@ impl BatchWriter {
                     c.completions += outcome.completions;
                     c.conversations_changed += outcome.conversations_changed;
                     c.conversations_unchanged += outcome.conversations_unchanged;
+                    c.user_records_unchanged += outcome.user_records_unchanged;
                     c.conversations_deleted += outcome.conversations_deleted;
                     c.user_records_deleted += outcome.user_records_deleted;
                     c.last_batch_ms = started.elapsed().as_millis() as u64;

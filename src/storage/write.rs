@@ -1,7 +1,7 @@
 //! Batch writes: many pages of conversations or user statuses in one transaction.
 //!
 //! [`write_batch`] is the transaction: fence every page's lease, write each conversation,
-//! replace user status records by `(user_id, start_time)`, and finally record the completions
+//! write user status records by `(user_id, start_time)`, and finally record the completions
 //! of the partitions whose last page is in the batch — after deleting what a verified block
 //! no longer holds upstream ([`super::upstream`]). Either all of it commits or none of it.
 //!
@@ -9,7 +9,8 @@
 //! unchanged, only its `last_ingested_at` (and `is_final`) move, for the whole batch in one
 //! UPDATE; changed (or stored without a digest), its row and children are deleted and written
 //! again, keeping `first_ingested_at`. New rows go in multi-row inserts of fixed row counts
-//! ([`STATEMENT_ROWS`], prepared once per connection).
+//! ([`STATEMENT_ROWS`], prepared once per connection). User status records are compared the same
+//! way, by `(user_id, start_time)` and their digest.
 //!
 //! Completion after all rows: the [`LeaseLedger`] refuses the completion of a lease any of
 //! whose pages was not written ([`StorageError::IncompletePartition`]).
@@ -231,6 +232,8 @@ pub struct BatchOutcome {
     pub conversations_deleted: u64,
     /// Presence and routing-status records deleted the same way.
     pub user_records_deleted: u64,
+    /// Re-fetched presence and routing-status records with the same digest: not rewritten.
+    pub user_records_unchanged: u64,
 }
 
 /// Why a batch transaction did not commit.
@@ -365,7 +368,9 @@ pub fn write_batch(
             outcome.conversations_unchanged = w.unchanged;
         }
         if !users.is_empty() {
-            outcome.rows_written += replace_user_statuses(conn, &users, db_now, limits)? as u64;
+            let (written, unchanged) = write_user_statuses(conn, &users, db_now, limits)?;
+            outcome.rows_written += written as u64;
+            outcome.user_records_unchanged = unchanged;
         }
 
         // 3. Completions, in the same transaction as the rows.
@@ -564,42 +569,104 @@ fn write_conversations(
     Ok(out)
 }
 
-/// Replaces presence and routing-status records by `(user_id, start_time)`.
-fn replace_user_statuses(
+/// Presence and routing-status records in `rows` that are stored with the same content digest
+/// are only touched (`last_ingested_at`, so a verified completion counts them as received);
+/// changed ones are deleted to be inserted again; the rest are new. Evaluates to
+/// `(rows to insert, unchanged count)`. `rows` are sorted by user.
+macro_rules! sort_user_statuses {
+    ($conn:expr, $table:ident, $rows:expr, $now:expr) => {{
+        let rows = $rows;
+        let mut insert = vec![true; rows.len()];
+        let mut unchanged = 0u64;
+        let mut first = 0usize;
+        // Users in statements of IDS_PER_STATEMENT records; one SELECT of the stored digests
+        // per statement (a superset by time range, filtered here by exact key).
+        while first < rows.len() {
+            let last = (first + IDS_PER_STATEMENT).min(rows.len());
+            let part = &rows[first..last];
+            let users: Vec<&str> = {
+                let mut u: Vec<&str> = part.iter().map(|r| r.user_id).collect();
+                u.dedup();
+                u
+            };
+            let (lo, hi) = part
+                .iter()
+                .fold((part[0].start_time, part[0].start_time), |(lo, hi), r| {
+                    (lo.min(r.start_time), hi.max(r.start_time))
+                });
+            let stored: Vec<(String, NaiveDateTime, Option<String>)> =
+                dispatch!(&mut *$conn, |c| {
+                    $table::table
+                        .filter($table::user_id.eq_any(&users))
+                        .filter($table::start_time.ge(lo))
+                        .filter($table::start_time.le(hi))
+                        .select(($table::user_id, $table::start_time, $table::content_digest))
+                        .load(c)
+                })?;
+            let stored: HashMap<(&str, NaiveDateTime), Option<&str>> = stored
+                .iter()
+                .map(|(u, t, d)| ((u.as_str(), *t), d.as_deref()))
+                .collect();
+            let mut offset = first;
+            for group in part.chunk_by(|a, b| a.user_id == b.user_id) {
+                let user = group[0].user_id;
+                let (mut stale, mut same) = (Vec::new(), Vec::new());
+                for (i, r) in group.iter().enumerate() {
+                    match stored.get(&(user, r.start_time)) {
+                        None => {}
+                        Some(Some(d)) if Some(*d) == r.content_digest.as_deref() => {
+                            same.push(r.start_time);
+                            insert[offset + i] = false;
+                        }
+                        Some(_) => stale.push(r.start_time),
+                    }
+                }
+                if !stale.is_empty() {
+                    dispatch!(&mut *$conn, |c| diesel::delete(
+                        $table::table
+                            .filter($table::user_id.eq(user))
+                            .filter($table::start_time.eq_any(&stale))
+                    )
+                    .execute(c))?;
+                }
+                if !same.is_empty() {
+                    unchanged += same.len() as u64;
+                    dispatch!(&mut *$conn, |c| diesel::update(
+                        $table::table
+                            .filter($table::user_id.eq(user))
+                            .filter($table::start_time.eq_any(&same))
+                    )
+                    .set($table::last_ingested_at.eq($now))
+                    .execute(c))?;
+                }
+                offset += group.len();
+            }
+            first = last;
+        }
+        let fresh: Vec<_> = rows
+            .into_iter()
+            .zip(insert)
+            .filter_map(|(r, w)| w.then_some(r))
+            .collect();
+        (fresh, unchanged)
+    }};
+}
+
+/// Writes presence and routing-status records by `(user_id, start_time)`: new ones inserted,
+/// changed ones replaced, unchanged ones (same content digest) only touched. Returns (rows
+/// written, records unchanged).
+fn write_user_statuses(
     conn: &mut Connection,
     users: &[&UserDetail],
     now: NaiveDateTime,
     limits: StatementLimits,
-) -> Result<usize, StorageError> {
+) -> Result<(usize, u64), StorageError> {
     let rows = UserRows::from_users(users.iter().copied(), now);
-    // Rows are sorted by user: one delete per user and table.
-    for group in rows.presence.chunk_by(|a, b| a.user_id == b.user_id) {
-        let user = group[0].user_id;
-        for starts in group.chunks(IDS_PER_STATEMENT) {
-            let starts: Vec<NaiveDateTime> = starts.iter().map(|r| r.start_time).collect();
-            dispatch!(&mut *conn, |c| diesel::delete(
-                user_presence::table
-                    .filter(user_presence::user_id.eq(user))
-                    .filter(user_presence::start_time.eq_any(&starts))
-            )
-            .execute(c))?;
-        }
-    }
-    for group in rows.routing.chunk_by(|a, b| a.user_id == b.user_id) {
-        let user = group[0].user_id;
-        for starts in group.chunks(IDS_PER_STATEMENT) {
-            let starts: Vec<NaiveDateTime> = starts.iter().map(|r| r.start_time).collect();
-            dispatch!(&mut *conn, |c| diesel::delete(
-                user_routing_status::table
-                    .filter(user_routing_status::user_id.eq(user))
-                    .filter(user_routing_status::start_time.eq_any(&starts))
-            )
-            .execute(c))?;
-        }
-    }
-    insert_rows!(conn, user_presence, rows.presence, limits);
-    insert_rows!(conn, user_routing_status, rows.routing, limits);
-    Ok(rows.len())
+    let (presence, same_p) = sort_user_statuses!(conn, user_presence, rows.presence, now);
+    let (routing, same_r) = sort_user_statuses!(conn, user_routing_status, rows.routing, now);
+    let written = insert_rows!(conn, user_presence, presence, limits)
+        + insert_rows!(conn, user_routing_status, routing, limits);
+    Ok((written, same_p + same_r))
 }
 
 #[cfg(test)]

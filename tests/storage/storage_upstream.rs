@@ -398,6 +398,88 @@ fn user_records_deleted_upstream_go_with_the_verified_refetch() {
 }
 
 #[test]
+fn an_unchanged_user_record_is_only_touched_and_a_changed_one_is_rewritten() {
+    let far = t0() + Duration::days(3);
+    let users: Vec<UserDetail> = (0..3)
+        .map(|k| convs::user_detail(&format!("u-{k}"), t0(), k * 5, far))
+        .collect();
+    let mut revised = users.clone();
+    revised[0].primary_presence[1].system_presence = Some("REVISED".into());
+    revised[2].routing_status[0].routing_status = Some("REVISED".into());
+    let records: usize = users
+        .iter()
+        .map(|u| u.primary_presence.len() + u.routing_status.len())
+        .sum();
+    for db in TestDb::both() {
+        let mut conn = db.connect();
+        let clock = ManualClock::new(far);
+        let mut w = BatchWriter::new(db.url.clone(), config(&clock));
+        let (id, token) = lease(&mut conn, Dataset::Users, clock.now());
+        w.write_pages(&[&users_page(id, &token, users.clone())])[0]
+            .clone()
+            .unwrap();
+        // A mark the write path never sets: it survives only where a row is not rewritten.
+        conn.batch_execute("UPDATE user_presence SET organization_presence_id = 'mark'")
+            .unwrap();
+        let before = w.counters();
+
+        clock.advance(Duration::hours(2));
+        let token = relet(&mut conn, id, clock.now());
+        w.write_pages(&[&users_page(id, &token, revised.clone())])[0]
+            .clone()
+            .unwrap();
+        let after = w.counters();
+        let b = db.backend();
+        assert_eq!(
+            (after.user_records_unchanged - before.user_records_unchanged) as usize,
+            records - 2,
+            "{b:?}: every record but the two revised ones is unchanged"
+        );
+        assert_eq!(after.rows_written - before.rows_written, 2, "{b:?}");
+        assert_eq!(
+            count(
+                &mut conn,
+                "user_presence WHERE organization_presence_id = 'mark'"
+            ) as usize,
+            users
+                .iter()
+                .map(|u| u.primary_presence.len())
+                .sum::<usize>()
+                - 1,
+            "{b:?}: the unchanged presence rows were not rewritten, the revised one was"
+        );
+        assert_eq!(
+            count(&mut conn, "user_presence WHERE system_presence = 'REVISED'"),
+            1
+        );
+        assert_eq!(
+            count(
+                &mut conn,
+                "user_routing_status WHERE routing_status = 'REVISED'"
+            ),
+            1
+        );
+        // Stored at `far`, re-fetched at far + 2 h: none may be left before far + 1 h.
+        let between = (far + Duration::hours(1)).format("%Y-%m-%d %H:%M:%S");
+        for t in ["user_presence", "user_routing_status"] {
+            let stale = count(
+                &mut conn,
+                &format!("{t} WHERE last_ingested_at < '{between}'"),
+            );
+            assert_eq!(
+                stale, 0,
+                "{b:?}: every re-fetched {t} record is marked received"
+            );
+        }
+        assert_eq!(
+            (count(&mut conn, "user_presence") + count(&mut conn, "user_routing_status")) as usize,
+            records,
+            "{b:?}: nothing duplicated"
+        );
+    }
+}
+
+#[test]
 fn a_database_of_the_previous_schema_upgrades_in_place_and_back() {
     let recs = day_of_conversations();
     for db in TestDb::both() {
