@@ -4,7 +4,11 @@
 //! same conversations unchanged (content digests equal: only `last_ingested_at` moves), and a
 //! re-ingest where every conversation changed (one metric each: delete + insert with
 //! children), and the process's peak RSS; then the database's own floor for the same rows
-//! (INSERT … SELECT inside it, see [`floor_seconds`]).
+//! (INSERT … SELECT inside it, see [`floor_seconds`]), on the same server in the same run.
+//! MariaDB runs on the shared test server and on a dedicated production-like one the bench
+//! starts itself (`sluice::bench::mariadb`: buffer pool sized to the working set, large redo
+//! log, `innodb_flush_log_at_trx_commit=1`, doublewrite on); each server's settings in effect
+//! are printed before its figures.
 //!
 //!     cargo bench --bench writer_throughput
 //!
@@ -20,9 +24,12 @@ use std::time::Instant;
 
 use chrono::{Duration, TimeZone, Utc};
 use sluice::actors::writer::{start_writer_with, Flush, PageRecords, WritePage, WriterConfig};
+use sluice::bench::floor::floor_seconds;
+use sluice::bench::mariadb::{server_settings, DedicatedMariadb, MariadbSettings};
+use sluice::bench::stored::ScratchDb;
 use sluice::genesys::model::{Interval, ReceivedConversation};
 use sluice::storage::models::ConversationRecord;
-use sluice::storage::{connect, run_migrations, DatabaseUrl};
+use sluice::storage::DatabaseUrl;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -158,64 +165,6 @@ fn write_all(url: &DatabaseUrl, pages: &[Vec<ConversationRecord>], outstanding: 
     })
 }
 
-const TABLES: [&str; 5] = [
-    "conversations",
-    "participants",
-    "sessions",
-    "segments",
-    "session_metrics",
-];
-
-/// The database's own cost for the rows in `url`: seconds to copy them into an empty schema
-/// with INSERT … SELECT in one transaction, in primary-key order (the friendliest order for
-/// the B-trees). A writer that sends the rows from outside cannot be faster than this.
-fn floor_seconds(url: &DatabaseUrl) -> f64 {
-    let copy = |target: &str, source: &str| {
-        TABLES
-            .iter()
-            // The WHERE keeps SQLite from copying whole B-tree records (its transfer
-            // optimization for `INSERT INTO empty SELECT * FROM same-shaped table`).
-            .map(|t| format!("INSERT INTO {target}.{t} SELECT * FROM {source}.{t} WHERE 1 = 1;"))
-            .collect::<String>()
-    };
-    match url {
-        DatabaseUrl::Mysql(u) => {
-            let (base, source) = u.rsplit_once('/').expect("database name");
-            let target = format!("{source}_floor");
-            admin(&format!(
-                "DROP DATABASE IF EXISTS `{target}`; CREATE DATABASE `{target}`"
-            ));
-            let turl = DatabaseUrl::parse(&format!("{base}/{target}")).expect("url");
-            let mut c = connect(&turl).expect("MariaDB");
-            run_migrations(&mut c).expect("migrations");
-            let t = Instant::now();
-            c.batch_execute(&format!("BEGIN; {} COMMIT;", copy(&target, source)))
-                .expect("floor copy");
-            let secs = t.elapsed().as_secs_f64();
-            admin(&format!("DROP DATABASE IF EXISTS `{target}`"));
-            secs
-        }
-        DatabaseUrl::Sqlite(path) => {
-            let target = path.with_extension("floor.db");
-            let mut c = connect(&DatabaseUrl::sqlite(&target)).expect("SQLite");
-            run_migrations(&mut c).expect("migrations");
-            c.batch_execute(&format!("ATTACH '{}' AS src;", path.display()))
-                .expect("attach");
-            let t = Instant::now();
-            c.batch_execute(&format!("BEGIN; {} COMMIT;", copy("main", "src")))
-                .expect("floor copy");
-            t.elapsed().as_secs_f64()
-        }
-    }
-}
-
-fn admin(sql: &str) {
-    let server = std::env::var("SLUICE_TEST_MYSQL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
-    let mut c = connect(&DatabaseUrl::parse(&server).expect("server URL")).expect("MariaDB");
-    c.batch_execute(sql).expect(sql);
-}
-
 fn main() {
     let _ = env_logger::try_init();
     sluice::storage::connection::limit_mysql_driver_buffers();
@@ -223,6 +172,7 @@ fn main() {
     let page = env_usize("BENCH_PAGE", 100).max(1);
     let outstanding = env_usize("BENCH_OUTSTANDING", 8).max(1);
     let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "mysql,sqlite".into());
+    let servers = std::env::var("BENCH_SERVERS").unwrap_or_else(|_| "shared,dedicated".into());
 
     let t = Instant::now();
     let recs = records(n);
@@ -245,23 +195,22 @@ fn main() {
     );
     drop(recs);
 
+    let changed: Vec<Vec<ConversationRecord>> = pages
+        .iter()
+        .map(|p| p.iter().map(changed).collect())
+        .collect();
     for backend in backends.split(',').map(str::trim) {
-        let (url, _guard): (DatabaseUrl, Option<tempfile::TempDir>) = match backend {
+        match backend {
             "mysql" => {
-                let name = format!("sluice_bench_{}", std::process::id());
-                admin(&format!(
-                    "DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}`"
-                ));
-                let server = std::env::var("SLUICE_TEST_MYSQL")
-                    .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
-                let base = server
-                    .rsplit_once('/')
-                    .map(|(b, _)| b.to_string())
-                    .unwrap_or(server);
-                (
-                    DatabaseUrl::parse(&format!("{base}/{name}")).expect("url"),
-                    None,
-                )
+                for server in servers.split(',').map(str::trim) {
+                    match mysql_target(server) {
+                        Ok(target) => {
+                            let label = format!("mysql({server})");
+                            run_passes(&label, &target.url, &pages, &changed, outstanding);
+                        }
+                        Err(e) => println!("mysql({server}): skipped: {e}"),
+                    }
+                }
             }
             "sqlite" => {
                 let dir = match std::env::var("BENCH_SQLITE_DIR") {
@@ -269,46 +218,95 @@ fn main() {
                     Err(_) => tempfile::tempdir(),
                 }
                 .expect("temp dir");
-                (DatabaseUrl::sqlite(dir.path().join("bench.db")), Some(dir))
+                let url = DatabaseUrl::sqlite(dir.path().join("bench.db"));
+                run_passes("sqlite", &url, &pages, &changed, outstanding);
             }
-            other => {
-                eprintln!("unknown backend {other:?}");
-                continue;
-            }
-        };
-        let changed: Vec<Vec<ConversationRecord>> = pages
-            .iter()
-            .map(|p| p.iter().map(changed).collect())
-            .collect();
-        for (label, pages) in [
-            ("first ingest (insert)", &pages),
-            ("re-ingest unchanged (skip)", &pages),
-            ("re-ingest changed", &changed),
-        ] {
-            let r = write_all(&url, pages, outstanding);
-            println!(
-                "{backend:<6} {label:<26} {:>8.0} conversations/s {:>9.0} rows/s  ({} conversations in {:.2}s; Sluice CPU {:.0} µs/conversation)  peak RSS {:.0} MiB",
-                r.conversations as f64 / r.seconds,
-                r.rows as f64 / r.seconds,
-                r.conversations,
-                r.seconds,
-                r.cpu_seconds * 1e6 / r.conversations.max(1) as f64,
-                peak_rss_mib()
-            );
+            other => eprintln!("unknown backend {other:?}"),
         }
-        let conversations = pages.iter().map(|p| p.len()).sum::<usize>();
-        let seconds = floor_seconds(&url);
+    }
+}
+
+/// A fresh database on a MariaDB server, and the server when the bench started it (kept until
+/// the database is dropped).
+struct MysqlTarget {
+    url: DatabaseUrl,
+    // Field order is drop order: the database goes first, then the dedicated server.
+    _db: ScratchDb,
+    _server: Option<DedicatedMariadb>,
+}
+
+/// `shared`: a database on the server of `SLUICE_TEST_MYSQL`; `dedicated`: a MariaDB started
+/// for the bench ([`MariadbSettings::from_env`]). Prints the server's settings in effect.
+fn mysql_target(server: &str) -> Result<MysqlTarget, String> {
+    let (admin, dedicated) = match server {
+        "shared" => (
+            std::env::var("SLUICE_TEST_MYSQL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into()),
+            None,
+        ),
+        "dedicated" => {
+            let t = Instant::now();
+            let s =
+                DedicatedMariadb::start(&MariadbSettings::from_env()).map_err(|e| e.to_string())?;
+            println!(
+                "mysql({server}): started on port {} in {:.1}s, datadir in {}",
+                s.port(),
+                t.elapsed().as_secs_f64(),
+                s.dir().display()
+            );
+            (s.admin_url().to_string(), Some(s))
+        }
+        other => return Err(format!("unknown server {other:?} (shared, dedicated)")),
+    };
+    let url = DatabaseUrl::parse(&admin).map_err(|e| e.to_string())?;
+    match server_settings(&url) {
+        Ok(s) => println!("mysql({server}): {s}"),
+        Err(e) => println!("mysql({server}): settings unknown: {e}"),
+    }
+    let db = ScratchDb::mysql_on(&admin, "sluice_bench").map_err(|e| e.to_string())?;
+    Ok(MysqlTarget {
+        url: DatabaseUrl::parse(&db.url()).map_err(|e| e.to_string())?,
+        _db: db,
+        _server: dedicated,
+    })
+}
+
+/// First ingest, re-ingest unchanged, re-ingest changed, then the floor of the same server.
+fn run_passes(
+    label: &str,
+    url: &DatabaseUrl,
+    pages: &[Vec<ConversationRecord>],
+    changed: &[Vec<ConversationRecord>],
+    outstanding: usize,
+) {
+    for (pass, pages) in [
+        ("first ingest (insert)", pages),
+        ("re-ingest unchanged (skip)", pages),
+        ("re-ingest changed", changed),
+    ] {
+        let r = write_all(url, pages, outstanding);
         println!(
-            "{backend:<6} {:<26} {:>8.0} conversations/s {:>9.0} rows/s  (the same rows copied by INSERT … SELECT inside the database in {seconds:.2}s: no client, no statements, no network)",
+            "{label:<16} {pass:<26} {:>8.0} conversations/s {:>9.0} rows/s  ({} conversations in {:.2}s; Sluice CPU {:.0} µs/conversation)  peak RSS {:.0} MiB",
+            r.conversations as f64 / r.seconds,
+            r.rows as f64 / r.seconds,
+            r.conversations,
+            r.seconds,
+            r.cpu_seconds * 1e6 / r.conversations.max(1) as f64,
+            peak_rss_mib()
+        );
+    }
+    let conversations = pages.iter().map(|p| p.len()).sum::<usize>();
+    let rows: usize = pages
+        .iter()
+        .flat_map(|p| p.iter().map(|r| r.row_count()))
+        .sum();
+    match floor_seconds(url) {
+        Ok(seconds) => println!(
+            "{label:<16} {:<26} {:>8.0} conversations/s {:>9.0} rows/s  (the same rows copied by INSERT … SELECT inside the database in {seconds:.2}s: no client, no statements, no network)",
             "floor (database alone)",
             conversations as f64 / seconds,
             rows as f64 / seconds,
-        );
-        if backend == "mysql" {
-            admin(&format!(
-                "DROP DATABASE IF EXISTS `sluice_bench_{}`",
-                std::process::id()
-            ));
-        }
+        ),
+        Err(e) => println!("{label:<16} floor not measured: {e}"),
     }
 }

@@ -11,11 +11,18 @@
 //! - `paths`: a naive sequential SDK loop and the engine's auto, query and jobs paths over the
 //!   same simulated org (busy, quiet, huge), with the targets as ratios of one run.
 //! - `overhead`: the engine's own cost with the simulator's limits off (conversations/s, CPU
-//!   seconds per 100,000 conversations, peak RSS) into MariaDB and SQLite.
+//!   seconds per 100,000 conversations, peak RSS) into MariaDB — the shared server and/or a
+//!   dedicated production-like one (`mariadb.rs`) — and SQLite, with each server's floor
+//!   (`floor.rs`); see `overhead.rs`.
+pub mod floor;
 pub mod harness;
+pub mod mariadb;
 pub mod naive;
+pub mod overhead;
 pub mod paths;
 pub mod stored;
+
+pub use overhead::{overhead, OverheadArgs, OverheadRun, ServerChoice};
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -57,6 +64,8 @@ pub enum BenchKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DbChoice {
     Sqlite,
+    /// MariaDB (or MySQL); `--db mysql` is the same.
+    #[value(alias = "mysql")]
     Mariadb,
     Both,
 }
@@ -193,26 +202,6 @@ pub struct PathsArgs {
     /// Running jobs per org (the simulator's limit).
     #[arg(long, default_value_t = 5)]
     pub job_concurrency: u32,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct OverheadArgs {
-    #[command(flatten)]
-    pub org: OrgArgs,
-    /// Conversations to ingest (rounded up to whole days of --per-day).
-    #[arg(long, default_value_t = 100_000)]
-    pub conversations: u64,
-    /// Path mode given to the engine.
-    #[arg(long, default_value = "auto")]
-    pub mode: String,
-    /// Simulated job run time, in milliseconds.
-    #[arg(long)]
-    pub job_delay_ms: Option<u64>,
-    #[arg(long, value_enum, default_value_t = DbChoice::Both)]
-    pub db: DbChoice,
-    /// Compare the stored conversation count with the simulator's ground truth afterwards.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    pub verify: bool,
 }
 
 /// Entry point of `sluice bench`.
@@ -658,158 +647,6 @@ fn tail_str(s: &str, max: usize) -> &str {
         start += 1;
     }
     &s[start..]
-}
-
-// ---------------------------------------------------------------------------------------------
-// 3. Engine overhead
-
-/// One overhead run's figures.
-#[derive(Clone, Debug)]
-pub struct OverheadRun {
-    pub database: &'static str,
-    pub conversations: u64,
-    pub expected: Option<u64>,
-    pub wall_secs: f64,
-    pub cpu_secs: f64,
-    pub max_rss_bytes: u64,
-    pub rss_timeline: Vec<(f64, u64)>,
-    pub requests: u64,
-    pub exit_code: Option<i32>,
-}
-
-impl OverheadRun {
-    pub fn per_second(&self) -> f64 {
-        self.conversations as f64 / self.wall_secs.max(1e-9)
-    }
-    pub fn cpu_per_100k(&self) -> f64 {
-        self.cpu_secs * 100_000.0 / (self.conversations.max(1) as f64)
-    }
-}
-
-pub fn overhead(bin: &Path, a: &OverheadArgs) -> Result<Vec<OverheadRun>, BenchError> {
-    let dir = ScratchDir::new("sluice-bench-overhead")?;
-    let per_day = a.org.per_day.max(1) as u64;
-    let days = a.conversations.div_ceil(per_day).max(1) as u32;
-    let range = range_for(&a.org, days)?;
-    let BenchRange { now, from, to } = range;
-    let mut sim_args = vec![
-        "--no-limits".to_string(),
-        "--seed".into(),
-        a.org.seed.to_string(),
-        "--days".into(),
-        (days + 10).to_string(),
-        "--per-day".into(),
-        per_day.to_string(),
-        "--now".into(),
-        rfc(now),
-    ];
-    if let Some(d) = a.job_delay_ms {
-        sim_args.extend(["--job-delay-ms".into(), d.to_string()]);
-    }
-    let sim = SimProcess::start(bin, dir.path(), &sim_args)?;
-    println!("sim: sluice sim {}", sim_args.join(" "));
-    let mut runs = Vec::new();
-    for db in databases(a.db, dir.path())? {
-        let cmd = backfill_command(bin, dir.path(), &sim, &db, &range, &a.org.datasets, &a.mode)
-            // The limits are off in the simulator; the engine's own pacing must not be what is
-            // measured, so its budget is set far above what the machine can do.
-            .env("SLUICE_RATE_PER_MINUTE", "6000000");
-        println!("engine: {}", cmd.display());
-        let base = ClientCounts::from_stats(&sim.stats()?, SIM_CLIENT_ID);
-        let mut proc = cmd.spawn(&format!("overhead-{}", db.kind()))?;
-        let mut timeline = Vec::new();
-        let mut next_sample = Instant::now();
-        let limit = Duration::from_secs(a.org.timeout_secs);
-        let f = loop {
-            if let Some(f) = proc.wait_timeout(Duration::from_millis(100))? {
-                break f;
-            }
-            if Instant::now() >= next_sample {
-                if let Some(rss) = proc.rss_bytes() {
-                    timeline.push((proc.elapsed().as_secs_f64(), rss));
-                }
-                next_sample += Duration::from_secs(1);
-            }
-            if proc.elapsed() > limit {
-                let _ = proc.kill9();
-                return Err(BenchError::Failed(format!(
-                    "backfill did not finish within {limit:?}"
-                )));
-            }
-        };
-        let counts = ClientCounts::from_stats(&sim.stats()?, SIM_CLIENT_ID).minus(&base);
-        let stored = stored_count(&db)?;
-        let run = OverheadRun {
-            database: db.kind(),
-            conversations: stored,
-            expected: None,
-            wall_secs: f.wall.as_secs_f64(),
-            cpu_secs: f.cpu_seconds(),
-            max_rss_bytes: f.max_rss_bytes,
-            rss_timeline: timeline,
-            requests: counts.requests,
-            exit_code: f.code(),
-        };
-        if !f.success() {
-            println!("engine log tail:\n{}", tail_str(&f.log, 3000));
-        }
-        print_overhead_run(&run);
-        runs.push(run);
-    }
-    let expected = if a.verify {
-        Some(expected_count(&sim, from, to)?)
-    } else {
-        None
-    };
-    for r in &mut runs {
-        r.expected = expected;
-    }
-    println!();
-    println!(
-        "engine overhead, simulator --no-limits, {} days x {} conversations/day, mode {}:",
-        days, per_day, a.mode
-    );
-    println!("  database  exit  conversations (expected)  wall (s)  conv/s   CPU s  CPU s/100k  peak RSS (MB)  requests");
-    for r in &runs {
-        println!(
-            "  {:>8}  {:>4}  {:>13} ({:>8})  {:>8.1}  {:>6.0}  {:>6.1}  {:>10.2}  {:>13.1}  {:>8}",
-            r.database,
-            r.exit_code
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "sig".into()),
-            r.conversations,
-            r.expected
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "-".into()),
-            r.wall_secs,
-            r.per_second(),
-            r.cpu_secs,
-            r.cpu_per_100k(),
-            r.max_rss_bytes as f64 / 1e6,
-            r.requests
-        );
-    }
-    Ok(runs)
-}
-
-fn print_overhead_run(r: &OverheadRun) {
-    // RSS at each tenth of the run, to show whether memory stays flat.
-    let mut marks = Vec::new();
-    if let Some(&(end, _)) = r.rss_timeline.last() {
-        for k in 1..=10 {
-            let t = end * k as f64 / 10.0;
-            if let Some(&(ts, rss)) = r.rss_timeline.iter().find(|(ts, _)| *ts >= t) {
-                marks.push(format!("{ts:.0}s:{:.0}MB", rss as f64 / 1e6));
-            }
-        }
-    }
-    println!(
-        "  {}: {} conversations in {:.1} s, RSS over time: {}",
-        r.database,
-        r.conversations,
-        r.wall_secs,
-        marks.join(" ")
-    );
 }
 
 #[cfg(test)]

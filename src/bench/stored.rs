@@ -30,9 +30,17 @@ impl ScratchDb {
     pub fn mysql(prefix: &str) -> Result<Self, HarnessError> {
         let admin_url = std::env::var("SLUICE_TEST_MYSQL_ADMIN_URL")
             .unwrap_or_else(|_| MYSQL_ADMIN_URL.to_owned());
+        Self::mysql_on(&admin_url, prefix)
+    }
+    /// A fresh MariaDB database named `<prefix>_<unique>` on the server of `admin_url` (a URL
+    /// naming any database on it, e.g. a dedicated bench server's).
+    pub fn mysql_on(admin_url: &str, prefix: &str) -> Result<Self, HarnessError> {
         let name = unique_name(prefix).to_lowercase();
-        mysql_exec(&admin_url, &format!("CREATE DATABASE `{name}`"))?;
-        Ok(ScratchDb::Mysql { name, admin_url })
+        mysql_exec(admin_url, &format!("CREATE DATABASE `{name}`"))?;
+        Ok(ScratchDb::Mysql {
+            name,
+            admin_url: admin_url.to_owned(),
+        })
     }
     /// A SQLite file (not yet created) in `dir`.
     pub fn sqlite(dir: &Path, file: &str) -> Self {
