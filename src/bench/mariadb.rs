@@ -458,11 +458,13 @@ struct Size {
     bytes: String,
 }
 
-/// Data + index bytes of the tables of the database `url` names (InnoDB's estimate), to
-/// compare with the buffer pool.
+/// Bytes on disk of the InnoDB tables of the database `url` names (their tablespace files:
+/// data, indexes and free pages), to compare with the buffer pool. (`information_schema.tables`
+/// gives only the statistics' estimate, which lags far behind on freshly written tables.)
 pub fn schema_bytes(url: &DatabaseUrl) -> Result<u64, MariadbError> {
-    let sql = "SELECT CAST(COALESCE(SUM(data_length + index_length), 0) AS CHAR) AS bytes \
-               FROM information_schema.tables WHERE table_schema = DATABASE()";
+    let sql = "SELECT CAST(COALESCE(SUM(file_size), 0) AS CHAR) AS bytes \
+               FROM information_schema.innodb_sys_tablespaces \
+               WHERE LEFT(name, CHAR_LENGTH(DATABASE()) + 1) = CONCAT(DATABASE(), '/')";
     let mut c = connect(url).map_err(|source| MariadbError::Sql {
         what: format!("connect to {url}"),
         source,

@@ -284,7 +284,12 @@ fn measure_floor(label: &str, db: &ScratchDb, conversations: u64) -> Option<f64>
     };
     let size = match &url {
         DatabaseUrl::Mysql(_) => schema_bytes(&url)
-            .map(|b| format!("; the engine's tables hold {:.0} MiB", b as f64 / 1048576.0))
+            .map(|b| {
+                format!(
+                    "; the engine's tables take {:.0} MiB on disk",
+                    b as f64 / 1048576.0
+                )
+            })
             .unwrap_or_default(),
         DatabaseUrl::Sqlite(p) => std::fs::metadata(p)
             .map(|m| format!("; the file is {:.0} MiB", m.len() as f64 / 1048576.0))

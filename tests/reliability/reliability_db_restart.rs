@@ -21,11 +21,16 @@ fn mariadb_answers() -> bool {
 }
 
 fn start_mariadb() {
+    // `--pidfile`: only the shared server's own pid counts as "already running". With
+    // `--exec` alone, any other mariadbd on the machine (a bench's dedicated server,
+    // `sluice::bench::mariadb`) made start-stop-daemon start nothing.
     let _ = Command::new("start-stop-daemon")
         .args([
             "--start",
             "--oknodo",
             "--background",
+            "--pidfile",
+            "/run/mysqld/mysqld.pid",
             "--exec",
             "/usr/sbin/mariadbd",
         ])
