@@ -12,10 +12,7 @@ ALTER TABLE segments
   ADD PRIMARY KEY (conversation_id, session_id, segment_start, segment_type),
   ADD KEY ix_segments_queue (queue_id, segment_start);
 
-ALTER TABLE sessions
-  ADD KEY ix_sessions_queue (queue_id, session_start),
-  ADD KEY ix_sessions_user (user_id, session_start),
-  ADD KEY ix_sessions_media (media_type, session_start);
+ALTER TABLE sessions ADD KEY ix_sessions_media (media_type, session_start);
 
 ALTER TABLE participants
   DROP PRIMARY KEY,

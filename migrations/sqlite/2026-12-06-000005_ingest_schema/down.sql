@@ -38,8 +38,6 @@ ALTER TABLE segments_old RENAME TO segments;
 CREATE INDEX ix_segments_start ON segments (segment_start);
 CREATE INDEX ix_segments_queue ON segments (queue_id, segment_start);
 
-CREATE INDEX ix_sessions_queue ON sessions (queue_id, session_start);
-CREATE INDEX ix_sessions_user ON sessions (user_id, session_start);
 CREATE INDEX ix_sessions_media ON sessions (media_type, session_start);
 
 CREATE TABLE participants_old (

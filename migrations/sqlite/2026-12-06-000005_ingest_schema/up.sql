@@ -1,15 +1,13 @@
 -- A schema sized for ingest (issue #17). Keep equivalent to migrations/mysql.
 -- participants, segments and session_metrics get an `id INTEGER PRIMARY KEY` (SQLite's rowid,
 -- which these rowid tables already had: the physical layout is unchanged) so both backends
--- have the same columns; their natural keys stay as UNIQUE indexes (the Writer upserts
+-- have the same columns; their natural keys stay as UNIQUE indexes (the Writer compares
 -- children by them). `sessions` keeps its natural key. Secondary indexes that no report query
 -- and no Writer statement uses are dropped (the list and the query each kept one serves are
 -- in migrations/mysql/2026-12-06-000005_ingest_schema/up.sql).
 -- SQLite cannot add a primary-key column in place: the three tables are copied into new ones
 -- (existing rowids become the ids) and renamed, inside the migration's transaction.
 DROP INDEX ix_participants_user;
-DROP INDEX ix_sessions_queue;
-DROP INDEX ix_sessions_user;
 DROP INDEX ix_sessions_media;
 DROP INDEX ix_segments_queue;
 DROP INDEX ix_segments_start;
