@@ -7,8 +7,8 @@
 //!
 //! Guarantees:
 //! - re-ingesting a conversation replaces it and all its children in one transaction
-//!   ([`write`], [`rewrite`]: changed rows upserted by natural key, children no longer sent
-//!   deleted), so the tables never hold duplicates or stale children;
+//!   ([`write`], [`rewrite`]: only the rows that differ are rewritten, children no longer
+//!   sent are deleted), so the tables never hold duplicates or stale children;
 //! - a partition's completion is committed in the same transaction as its last rows, fenced by
 //!   its lease token ([`checkpoint`], [`write`]);
 //! - a partition is never completed when a page of its lease was not written ([`ledger`]);

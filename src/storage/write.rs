@@ -7,9 +7,9 @@
 //!
 //! A conversation already stored is compared by its content digest ([`super::digest`]):
 //! unchanged, only its `last_ingested_at` (and `is_final`) move, for the whole batch in one
-//! UPDATE; changed (or stored without a digest), its row and children are upserted by natural
-//! key and the children it no longer has deleted ([`super::rewrite`]), keeping
-//! `first_ingested_at`. New rows go in multi-row inserts of fixed row counts
+//! UPDATE; changed (or stored without a digest), its row is upserted (keeping
+//! `first_ingested_at`) and its stored children compared with the new ones by natural key:
+//! only those that differ are rewritten, those gone deleted ([`super::rewrite`]). New rows go in multi-row inserts of fixed row counts
 //! ([`STATEMENT_ROWS`], prepared once per connection).
 //!
 //! Completion after all rows: the [`LeaseLedger`] refuses the completion of a lease any of
