@@ -78,7 +78,10 @@ fn copy_day(conn: &mut Connection, backend: Backend, k: i64) {
             t("session_end")
         ),
         format!(
-            "INSERT INTO segments SELECT {}, session_id, {}, segment_type, participant_id, {}, queue_id, \
+            "INSERT INTO segments (conversation_id, session_id, segment_start, segment_type, \
+             participant_id, segment_end, queue_id, group_id, wrap_up_code, wrap_up_note, \
+             disconnect_type, error_code, conference) \
+             SELECT {}, session_id, {}, segment_type, participant_id, {}, queue_id, \
              group_id, wrap_up_code, wrap_up_note, disconnect_type, error_code, conference \
              FROM d0_segments",
             id("conversation_id"),
@@ -86,7 +89,8 @@ fn copy_day(conn: &mut Connection, backend: Backend, k: i64) {
             t("segment_end")
         ),
         format!(
-            "INSERT INTO session_metrics SELECT {}, session_id, name, {}, value FROM d0_session_metrics",
+            "INSERT INTO session_metrics (conversation_id, session_id, name, emit_date, value) \
+             SELECT {}, session_id, name, {}, value FROM d0_session_metrics",
             id("conversation_id"),
             t("emit_date")
         ),

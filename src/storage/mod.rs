@@ -7,7 +7,8 @@
 //!
 //! Guarantees:
 //! - re-ingesting a conversation replaces it and all its children in one transaction
-//!   ([`write`]), so the tables never hold duplicates or stale children;
+//!   ([`write`], [`rewrite`]: only the rows that differ are rewritten, children no longer
+//!   sent are deleted), so the tables never hold duplicates or stale children;
 //! - a partition's completion is committed in the same transaction as its last rows, fenced by
 //!   its lease token ([`checkpoint`], [`write`]);
 //! - a partition is never completed when a page of its lease was not written ([`ledger`]);
@@ -25,6 +26,7 @@ pub mod ledger;
 pub mod migrations;
 pub mod models;
 pub mod prepared;
+pub mod rewrite;
 pub mod schema;
 pub mod upstream;
 pub mod wal;

@@ -22,6 +22,9 @@ use diesel::{QueryResult, Table};
 pub struct MultiRowInsert<Tab, V> {
     table_name: &'static str,
     rows: Vec<V>,
+    /// Appended after the rows, e.g. an upsert's `ON DUPLICATE KEY UPDATE …` (see
+    /// [`super::rewrite`]); empty for a plain INSERT.
+    suffix: String,
     _table: std::marker::PhantomData<Tab>,
 }
 
@@ -31,8 +34,15 @@ impl<Tab, V> MultiRowInsert<Tab, V> {
         MultiRowInsert {
             table_name,
             rows,
+            suffix: String::new(),
             _table: std::marker::PhantomData,
         }
+    }
+
+    /// The same INSERT followed by `suffix` (an upsert clause of the connection's dialect).
+    pub fn with_suffix(mut self, suffix: String) -> Self {
+        self.suffix = suffix;
+        self
     }
 }
 
@@ -60,6 +70,10 @@ where
             out.push_sql("(");
             row.walk_ast(out.reborrow())?;
             out.push_sql(")");
+        }
+        if !self.suffix.is_empty() {
+            out.push_sql(" ");
+            out.push_sql(&self.suffix);
         }
         Ok(())
     }

@@ -26,7 +26,8 @@ diesel::table! {
 }
 
 diesel::table! {
-    participants (conversation_id, participant_id) {
+    /// Clustered on `id` (append order); natural key `(conversation_id, participant_id)` unique.
+    participants (id) {
         conversation_id -> Text,
         participant_id -> Text,
         participant_name -> Nullable<Text>,
@@ -35,6 +36,8 @@ diesel::table! {
         team_id -> Nullable<Text>,
         external_contact_id -> Nullable<Text>,
         flagged_reason -> Nullable<Text>,
+        /// Surrogate key, assigned by the database (never inserted by Sluice).
+        id -> BigInt,
     }
 }
 
@@ -76,8 +79,8 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// Natural key: session + start + type (segments carry no id).
-    segments (conversation_id, session_id, segment_start, segment_type) {
+    /// Natural key (unique): session + start + type (segments carry no id upstream).
+    segments (id) {
         conversation_id -> Text,
         session_id -> Text,
         segment_start -> Timestamp,
@@ -92,17 +95,21 @@ diesel::table! {
         disconnect_type -> Nullable<Text>,
         error_code -> Nullable<Text>,
         conference -> Nullable<Bool>,
+        /// Surrogate key, assigned by the database (never inserted by Sluice).
+        id -> BigInt,
     }
 }
 
 diesel::table! {
-    /// Natural key: session + name + emitDate. `t*` values are milliseconds.
-    session_metrics (conversation_id, session_id, name, emit_date) {
+    /// Natural key (unique): session + name + emitDate. `t*` values are milliseconds.
+    session_metrics (id) {
         conversation_id -> Text,
         session_id -> Text,
         name -> Text,
         emit_date -> Timestamp,
         value -> BigInt,
+        /// Surrogate key, assigned by the database (never inserted by Sluice).
+        id -> BigInt,
     }
 }
 

@@ -7,10 +7,12 @@
 //!
 //! A conversation already stored is compared by its content digest ([`super::digest`]):
 //! unchanged, only its `last_ingested_at` (and `is_final`) move, for the whole batch in one
-//! UPDATE; changed (or stored without a digest), its row and children are deleted and written
-//! again, keeping `first_ingested_at`. New rows go in multi-row inserts of fixed row counts
-//! ([`STATEMENT_ROWS`], prepared once per connection). User status records are compared the same
-//! way, by `(user_id, start_time)` and their digest.
+//! UPDATE; changed (or stored without a digest), its row is upserted (keeping
+//! `first_ingested_at`) and its stored children compared with the new ones by natural key:
+//! only those that differ are rewritten, those gone deleted ([`super::rewrite`]). New rows go
+//! in multi-row inserts of fixed row counts ([`STATEMENT_ROWS`], prepared once per
+//! connection). User status records are compared the same way, by `(user_id, start_time)` and
+//! their digest.
 //!
 //! Completion after all rows: the [`LeaseLedger`] refuses the completion of a lease any of
 //! whose pages was not written ([`StorageError::IncompletePartition`]).
@@ -33,10 +35,9 @@ use super::connection::{Connection, StorageError};
 use super::ledger::{LeaseLedger, ReceivedKeys};
 pub use super::models::ConversationRecord;
 use super::models::{db_time, ConversationRows, NewConversation, UserRows};
+use super::rewrite::rewrite_changed;
 use super::schema::{conversations, user_presence, user_routing_status};
-use super::upstream::{
-    delete_absent_conversations, delete_absent_user_records, delete_conversations, UserRecordKind,
-};
+use super::upstream::{delete_absent_conversations, delete_absent_user_records, UserRecordKind};
 use crate::clock::{SharedClock, SystemClock};
 use crate::dispatch;
 use crate::genesys::model::UserDetail;
@@ -466,8 +467,9 @@ struct Stored {
     content_digest: Option<String>,
 }
 
-/// Writes `recs`: new ones inserted, changed ones (or stored without a digest) replaced with
-/// their children, unchanged ones only touched (`last_ingested_at`, `is_final`) in bulk.
+/// Writes `recs`: new ones inserted, changed ones (or stored without a digest) rewritten in
+/// place with their children ([`super::rewrite`]), unchanged ones only touched
+/// (`last_ingested_at`, `is_final`) in bulk.
 fn write_conversations(
     conn: &mut Connection,
     recs: &[&ConversationRecord],
@@ -503,7 +505,7 @@ fn write_conversations(
     }
     let mut out = ConversationsWritten::default();
     let mut fresh: Vec<&ConversationRecord> = Vec::with_capacity(recs.len());
-    let mut stale: Vec<&str> = Vec::new();
+    let mut stale: Vec<&ConversationRecord> = Vec::new();
     // Unchanged conversations by their new `is_final`.
     let mut touch: [Vec<&str>; 2] = [Vec::new(), Vec::new()];
     for (rec, id) in recs.iter().zip(&ids) {
@@ -516,15 +518,11 @@ fn write_conversations(
                 }
                 known => {
                     out.changed += u64::from(known.is_some());
-                    stale.push(id);
-                    fresh.push(rec);
+                    stale.push(rec);
                 }
             },
         }
     }
-    // Children exist only with their conversation row (both are written in one transaction),
-    // so only conversations already stored need deleting.
-    delete_conversations(conn, &stale)?;
     for (is_final, ids) in touch.iter().enumerate() {
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             dispatch!(&mut *conn, |c| diesel::update(
@@ -538,13 +536,29 @@ fn write_conversations(
         }
     }
 
-    let t_deleted = Instant::now();
-    let mut rows = ConversationRows::default();
-    for rec in &fresh {
+    // Changed (or stored without a digest): rewritten in place by natural key, in id order
+    // (see [`super::rewrite`]), keeping `first_ingested_at`.
+    let t_touched = Instant::now();
+    stale.sort_by(|a, b| {
+        a.conversation()
+            .conversation_id
+            .cmp(&b.conversation().conversation_id)
+    });
+    let mut changed = ConversationRows::default();
+    for rec in &stale {
         let first = stored
             .get(rec.conversation().conversation_id.as_str())
             .map(|s| s.first_ingested_at);
-        rows.push(rec, now, first);
+        changed.push(rec, now, first);
+    }
+    let children = rewrite_changed(conn, &changed, limits)?;
+
+    // New: plain multi-row inserts. Two writers inserting the same new conversation collide
+    // on its key (a duplicate-key error the batch retries, then finds it stored).
+    let t_rewritten = Instant::now();
+    let mut rows = ConversationRows::default();
+    for rec in &fresh {
+        rows.push(rec, now, None);
     }
     // Conversations carry their raw JSON: cut statements by size as well as by count.
     let max_bytes = limits.max_statement_bytes;
@@ -557,15 +571,19 @@ fn write_conversations(
     insert_rows!(conn, segments, rows.segments, limits);
     insert_rows!(conn, session_metrics, rows.metrics, limits);
     log::debug!(
-        "{} conversations ({} replaced, {} unchanged): lookup+delete+touch {:?}, build+insert {} rows {:?}",
+        "{} conversations ({} new, {} rewritten: children {:?}, {} unchanged): lookup+touch {:?}, rewrite {} rows {:?}, insert {} rows {:?}",
         recs.len(),
+        fresh.len(),
         stale.len(),
+        children,
         out.unchanged,
-        t_deleted - t0,
+        t_touched - t0,
+        changed.len(),
+        t_rewritten - t_touched,
         rows.len(),
-        t_deleted.elapsed()
+        t_rewritten.elapsed()
     );
-    out.rows = rows.len();
+    out.rows = rows.len() + changed.len();
     Ok(out)
 }
 

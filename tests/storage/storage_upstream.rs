@@ -504,6 +504,8 @@ fn a_database_of_the_previous_schema_upgrades_in_place_and_back() {
                         "conversations_changed",
                         "conversations_deleted",
                         "user_records_deleted",
+                        // The surrogate key of 2026-12-06-000005 (not in older schemas).
+                        "id",
                     ],
                 )
             })
