@@ -435,24 +435,38 @@ pub fn write_batch(
 /// rewriting waits here until that one commits, then reads its copy and compares digests,
 /// instead of deleting children it cannot see yet. A new conversation has no row to lock: the
 /// second insert meets a duplicate key and the batch is written again.
+///
+/// Sent as plain text (the IN list's length varies: a prepared statement would be prepared
+/// anew for every batch), so only ids made of letters, digits, `-` and `_` are locked (the
+/// API's are UUIDs); any other is covered by the duplicate-key retry alone.
 fn lock_stored_conversations(
     conn: &mut Connection,
     recs: &[&ConversationRecord],
 ) -> Result<(), StorageError> {
-    let Connection::Mysql(c) = conn else {
+    if !matches!(conn, Connection::Mysql(_)) {
         return Ok(());
+    }
+    let plain = |id: &&str| {
+        !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     let mut ids: Vec<&str> = recs
         .iter()
         .map(|r| r.conversation().conversation_id.as_str())
+        .filter(plain)
         .collect();
     ids.sort_unstable();
     for chunk in ids.chunks(IDS_PER_STATEMENT) {
-        let _: Vec<String> = conversations::table
-            .filter(conversations::conversation_id.eq_any(chunk))
-            .select(conversations::conversation_id)
-            .for_update()
-            .load(c)?;
+        let list = chunk
+            .iter()
+            .map(|id| format!("'{id}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        conn.batch_execute(&format!(
+            "SELECT conversation_id FROM conversations WHERE conversation_id IN ({list}) FOR UPDATE"
+        ))?;
     }
     Ok(())
 }

@@ -462,7 +462,7 @@ fn a_verified_completion_never_deletes_what_another_connection_is_writing() {
             let (completing, writing_part) = (parts[0].clone(), parts[1].clone());
             assert_eq!(lane_of(writing_part.0, 2), 1);
             *writing.lock().unwrap() = writing_part.0;
-            let b = actix_rt::spawn(w.send(page(&writing_part, &[x.clone()], Some(1))));
+            let b = actix_rt::spawn(w.send(page(&writing_part, std::slice::from_ref(&x), Some(1))));
             // X rewritten and locked inside the other lane's open transaction.
             tokio::task::spawn_blocking(move || in_rx.recv().unwrap())
                 .await
