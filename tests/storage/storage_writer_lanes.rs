@@ -397,7 +397,9 @@ fn a_verified_completion_never_deletes_what_another_connection_is_writing() {
     let now = t0() + Duration::days(3);
     // A = [0 h, 2 h) and B = [1 h, 3 h) overlap; X (at 1.5 h) is stored from an earlier
     // fetch. A's verified re-fetch does not return X; B's does, and B is writing X while A
-    // completes: X must stay (B stored it after A's fetch began).
+    // completes: X must stay (B stored it after A's fetch began). Note: with the lane gate
+    // switched off this test still passed once (06:35 UTC, 2026-12-06), so it checks the
+    // outcome but has not been shown to catch the race the gate closes.
     let recs = final_records(3, t0() + Duration::minutes(80), Duration::minutes(10));
     let (others, x) = (recs[..2].to_vec(), revised(&recs[2]));
     {
