@@ -18,11 +18,14 @@
 //!   transaction open), and every other batch holds it shared. The deletion then sees every
 //!   other lane's writes committed, and skips what they wrote since its lease began (see
 //!   `since` in [`super::upstream`]).
+//! - **Rewrites meet in order.** On MySQL a batch locks the stored rows of its conversations
+//!   before looking them up ([`lock_stored_conversations`]).
 //! - **SQLite** has a single writer: one lane whatever the setting ([`lanes_for`]).
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::connection::Backend;
+use super::connection::{Backend, Connection, StorageError};
+use super::models::ConversationRecord;
 use super::write::WriterSettings;
 
 /// The lane (0-based) that writes the pages of `partition_id` among `lanes` lanes. Pages of
@@ -66,6 +69,47 @@ impl LaneGate {
             Turn::Shared(self.0.read().unwrap_or_else(|e| e.into_inner()))
         }
     }
+}
+
+/// MySQL: locks the stored rows of `recs`, in key order, before they are looked up. With
+/// several Writer connections ([`super::lanes`]) one that rewrites a conversation another is
+/// rewriting waits here until that one commits, then reads its copy and compares digests,
+/// instead of deleting children it cannot see yet. A new conversation has no row to lock: the
+/// second insert meets a duplicate key and the batch is written again.
+///
+/// Sent as plain text (the IN list's length varies: a prepared statement would be prepared
+/// anew for every batch), so only ids made of letters, digits, `-` and `_` are locked (the
+/// API's are UUIDs); any other is covered by the duplicate-key retry alone.
+pub(crate) fn lock_stored_conversations(
+    conn: &mut Connection,
+    recs: &[&ConversationRecord],
+) -> Result<(), StorageError> {
+    if !matches!(conn, Connection::Mysql(_)) {
+        return Ok(());
+    }
+    let plain = |id: &&str| {
+        !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let mut ids: Vec<&str> = recs
+        .iter()
+        .map(|r| r.conversation().conversation_id.as_str())
+        .filter(plain)
+        .collect();
+    ids.sort_unstable();
+    for chunk in ids.chunks(1000) {
+        let list = chunk
+            .iter()
+            .map(|id| format!("'{id}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        conn.batch_execute(&format!(
+            "SELECT conversation_id FROM conversations WHERE conversation_id IN ({list}) FOR UPDATE"
+        ))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

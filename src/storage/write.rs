@@ -386,7 +386,7 @@ pub fn write_batch(
         }
         let mut outcome = BatchOutcome::default();
         if !order.is_empty() {
-            lock_stored_conversations(conn, &order)?;
+            super::lanes::lock_stored_conversations(conn, &order)?;
             let w = write_conversations(conn, &order, db_now, limits)?;
             outcome.rows_written += w.rows as u64;
             outcome.conversations_written = order.len() as u64;
@@ -428,47 +428,6 @@ pub fn write_batch(
         }
         Ok(outcome)
     })
-}
-
-/// MySQL: locks the stored rows of `recs`, in key order, before they are looked up. With
-/// several Writer connections ([`super::lanes`]) one that rewrites a conversation another is
-/// rewriting waits here until that one commits, then reads its copy and compares digests,
-/// instead of deleting children it cannot see yet. A new conversation has no row to lock: the
-/// second insert meets a duplicate key and the batch is written again.
-///
-/// Sent as plain text (the IN list's length varies: a prepared statement would be prepared
-/// anew for every batch), so only ids made of letters, digits, `-` and `_` are locked (the
-/// API's are UUIDs); any other is covered by the duplicate-key retry alone.
-fn lock_stored_conversations(
-    conn: &mut Connection,
-    recs: &[&ConversationRecord],
-) -> Result<(), StorageError> {
-    if !matches!(conn, Connection::Mysql(_)) {
-        return Ok(());
-    }
-    let plain = |id: &&str| {
-        !id.is_empty()
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    let mut ids: Vec<&str> = recs
-        .iter()
-        .map(|r| r.conversation().conversation_id.as_str())
-        .filter(plain)
-        .collect();
-    ids.sort_unstable();
-    for chunk in ids.chunks(IDS_PER_STATEMENT) {
-        let list = chunk
-            .iter()
-            .map(|id| format!("'{id}'"))
-            .collect::<Vec<_>>()
-            .join(",");
-        conn.batch_execute(&format!(
-            "SELECT conversation_id FROM conversations WHERE conversation_id IN ({list}) FOR UPDATE"
-        ))?;
-    }
-    Ok(())
 }
 
 /// Deletes, at the verified completion `done_page`, what its block stores beyond the keys its
