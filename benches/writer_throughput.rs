@@ -17,17 +17,23 @@
 //! that many fetchers each awaiting its acknowledgement; default 8), `BENCH_BACKENDS`
 //! (`mysql,sqlite`), `SLUICE_TEST_MYSQL` (server, default mysql://root@127.0.0.1:3306/test;
 //! a database `sluice_bench_<pid>` is created there and dropped), `BENCH_SQLITE_DIR` (where
-//! the SQLite file goes; default the temp dir).
+//! the SQLite file goes; default the temp dir), `BENCH_WRITER_CONNECTIONS` (the Writer's
+//! `writer_connections`; when set, each page belongs to one of `BENCH_OUTSTANDING` leased
+//! partitions, as a fetcher's does, so the pages spread over the connections).
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use chrono::{Duration, TimeZone, Utc};
-use sluice::actors::writer::{start_writer_with, Flush, PageRecords, WritePage, WriterConfig};
+use sluice::actors::writer::{
+    start_writer_with, Flush, LeasePartition, PageRecords, PlanPartitions, WritePage, Writer,
+    WriterConfig,
+};
 use sluice::bench::floor::floor_seconds;
 use sluice::bench::mariadb::{server_settings, DedicatedMariadb, MariadbSettings};
 use sluice::bench::stored::ScratchDb;
 use sluice::genesys::model::{Interval, ReceivedConversation};
+use sluice::storage::checkpoint::{Dataset, LeaseAnswer, NewPartition};
 use sluice::storage::models::ConversationRecord;
 use sluice::storage::DatabaseUrl;
 
@@ -130,7 +136,20 @@ fn write_all(url: &DatabaseUrl, pages: &[Vec<ConversationRecord>], outstanding: 
     let url = url.clone();
     let pages = pages.to_vec();
     actix_rt::System::new().block_on(async move {
-        let w = start_writer_with(url, WriterConfig::default()).expect("writer starts");
+        // BENCH_WRITER_CONNECTIONS: the Writer's connections; the pages then belong to
+        // `outstanding` leased partitions (as fetchers' pages do), spread over the lanes.
+        let lanes = std::env::var("BENCH_WRITER_CONNECTIONS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut config = WriterConfig::default();
+        if let Some(n) = lanes {
+            config.settings.writer_connections = n;
+        }
+        let w = start_writer_with(url, config).expect("writer starts");
+        let parts = match lanes {
+            Some(_) => bench_partitions(&w, outstanding).await,
+            None => vec![(0, String::new())],
+        };
         let conversations: usize = pages.iter().map(|p| p.len()).sum();
         let rows: usize = pages
             .iter()
@@ -139,10 +158,11 @@ fn write_all(url: &DatabaseUrl, pages: &[Vec<ConversationRecord>], outstanding: 
         let t = Instant::now();
         let cpu = cpu_seconds();
         let mut inflight = VecDeque::new();
-        for p in pages {
+        for (i, p) in pages.into_iter().enumerate() {
+            let (partition_id, lease_token) = parts[i % parts.len()].clone();
             inflight.push_back(w.send(WritePage {
-                partition_id: 0,
-                lease_token: String::new(),
+                partition_id,
+                lease_token,
                 page: PageRecords::Conversations(p),
                 completion: None,
             }));
@@ -163,6 +183,34 @@ fn write_all(url: &DatabaseUrl, pages: &[Vec<ConversationRecord>], outstanding: 
             rows,
         }
     })
+}
+
+/// `n` new leased partitions (days of a past year, so no completion ever touches the data).
+async fn bench_partitions(w: &actix::Addr<Writer>, n: usize) -> Vec<(i64, String)> {
+    static NEXT_DAY: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let first = NEXT_DAY.fetch_add(n.max(1) as i64, std::sync::atomic::Ordering::Relaxed);
+    let day = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap() + Duration::days(first);
+    let new: Vec<NewPartition> = (0..n.max(1) as i64)
+        .map(|k| NewPartition {
+            dataset: Dataset::Conversations,
+            range_start: day + Duration::days(k),
+            range_end: day + Duration::days(k + 1),
+        })
+        .collect();
+    let rows = w.send(PlanPartitions(new)).await.expect("writer alive");
+    let mut out = Vec::new();
+    for r in rows.expect("planned") {
+        let lease = LeasePartition {
+            id: r.id,
+            owner: "bench".into(),
+            lease_for: std::time::Duration::from_secs(86_400),
+        };
+        match w.send(lease).await.expect("writer alive").expect("leased") {
+            LeaseAnswer::Leased { token } => out.push((r.id, token)),
+            other => panic!("partition {} not leased: {other:?}", r.id),
+        }
+    }
+    out
 }
 
 fn main() {

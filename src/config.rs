@@ -25,8 +25,10 @@
 //! [fetch]                          # tuning of the Fetchers (SLUICE_FETCHERS, SLUICE_PAGE_SIZE, …)
 //! fetchers = 8
 //!
-//! [writer]                         # batching and retries of the Writer (file only)
+//! [writer]                         # batching and retries of the Writer (file only, except:)
 //! batch_max_conversations = 1000
+//! writer_connections = 2           # SLUICE_WRITER_CONNECTIONS: pages written over this many
+//!                                  # connections in parallel (1..=16; always 1 on SQLite)
 //! ```
 //!
 //! The client secret never appears in Debug output or errors.
@@ -496,6 +498,20 @@ impl Config {
             self.provisional =
                 boolean(&v).map_err(|m| ConfigError::new("SLUICE_PROVISIONAL", m))?;
         }
+        if let Some(v) = get("SLUICE_WRITER_CONNECTIONS") {
+            self.writer.writer_connections = v.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    "SLUICE_WRITER_CONNECTIONS",
+                    format!("expected a number, got {v:?}"),
+                )
+            })?;
+            self.writer.validate().map_err(|e| {
+                ConfigError::new(
+                    format!("SLUICE_{}", e.setting.to_ascii_uppercase()),
+                    e.message,
+                )
+            })?;
+        }
         let f = &mut self.fetch;
         macro_rules! env_num {
             ($($name:literal => $field:ident),*) => {$(
@@ -820,6 +836,25 @@ page_size = 50
         assert!(e.setting.ends_with("writer.batch_max_rows"), "{e}");
         let e = load("[writer]\nbatch_size = 10", &[]).unwrap_err();
         assert!(e.to_string().contains("batch_size"), "{e}");
+    }
+
+    #[test]
+    fn writer_connections_come_from_the_file_or_the_environment_and_are_checked() {
+        assert_eq!(load("", &[]).unwrap().writer.writer_connections, 2);
+        let cfg = load("[writer]\nwriter_connections = 4", &[]).unwrap();
+        assert_eq!(cfg.writer.writer_connections, 4);
+        let cfg = load(
+            "[writer]\nwriter_connections = 4",
+            &[("SLUICE_WRITER_CONNECTIONS", "1")],
+        )
+        .unwrap();
+        assert_eq!(cfg.writer.writer_connections, 1, "the environment wins");
+        let e = load("[writer]\nwriter_connections = 0", &[]).unwrap_err();
+        assert!(e.setting.ends_with("writer.writer_connections"), "{e}");
+        for bad in ["17", "0", "two", "-1"] {
+            let e = load("", &[("SLUICE_WRITER_CONNECTIONS", bad)]).unwrap_err();
+            assert_eq!(e.setting, "SLUICE_WRITER_CONNECTIONS", "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -33,8 +33,14 @@
 //! caused it (`status = failed`, `last_error`); the other pages of the batch are written. A page
 //! whose lease was lost is answered with `StorageError::LeaseLost` and not written.
 //!
-//! **Shutdown.** Send [`Flush`] and await it before stopping the System; the actor also
-//! flushes in `stopped` when its mailbox closes.
+//! **Parallel writes.** With `writer_connections` > 1 (MySQL only), this Writer is lane 0 of
+//! several, each with its own thread and connection; a partition's pages and completion all
+//! go to the same lane, in order ([`super::writer_lanes`], [`crate::storage::lanes`]).
+//! Callers see one Writer. Checkpoint messages are in [`super::writer_checkpoint`] (re-exported
+//! here).
+//!
+//! **Shutdown.** Send [`Flush`] and await it before stopping the System (it waits for every
+//! lane); each lane also flushes in `stopped` when its mailbox closes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,10 +48,15 @@ use std::time::{Duration, Instant};
 
 use actix::dev::{MessageResponse, OneshotSender};
 use actix::{Actor, Addr, Handler, Message, MessageResult, SyncArbiter, SyncContext};
-use chrono::{DateTime, Utc};
 
-use crate::storage::checkpoint::{self, Dataset, LeaseAnswer, NewPartition, PartitionRow};
-use crate::storage::upstream::record_run_changes;
+pub use super::writer_checkpoint::{
+    EndRun, FailPartition, HandOverRange, LeasePartition, LoadPartitions, NonFinalConversations,
+    PlanPartitions, ReclaimDeadLeases, ReleasePartition, RenewLease, ReopenForResync,
+    ReopenForSettle, ReopenPartitions, RunChangesSoFar, SplitPartition, StartRun,
+    WaitingPartitions,
+};
+use super::writer_lanes::{Barrier, Lane};
+use crate::storage::lanes::{lanes_for, LaneGate};
 pub use crate::storage::upstream::RunChanges;
 use crate::storage::write::BatchWriter;
 pub use crate::storage::write::{
@@ -70,173 +81,6 @@ pub struct WritePage {
 
 impl Message for WritePage {
     type Result = Reply;
-}
-
-/// Creates the partitions that do not exist (as pending); returns all of them.
-#[derive(Debug, Clone)]
-pub struct PlanPartitions(pub Vec<NewPartition>);
-impl Message for PlanPartitions {
-    type Result = Result<Vec<PartitionRow>, StorageError>;
-}
-
-/// Partitions of `datasets` overlapping `[from, to)`, except split ones.
-#[derive(Debug, Clone)]
-pub struct LoadPartitions {
-    pub datasets: Vec<Dataset>,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-}
-impl Message for LoadPartitions {
-    type Result = Result<Vec<PartitionRow>, StorageError>;
-}
-
-/// Gives back running partitions leased by processes of this host that no longer exist
-/// (`this_host` is the owner prefix `sluice@HOST:`); returns how many.
-#[derive(Debug, Clone)]
-pub struct ReclaimDeadLeases {
-    pub this_host: String,
-}
-impl Message for ReclaimDeadLeases {
-    type Result = Result<usize, StorageError>;
-}
-
-/// Leases a partition (pending, unverified, failed, or running with an expired lease); the
-/// answer says why not when it is not available (held elsewhere until when, or finished).
-#[derive(Debug, Clone)]
-pub struct LeasePartition {
-    pub id: i64,
-    pub owner: String,
-    pub lease_for: Duration,
-}
-impl Message for LeasePartition {
-    type Result = Result<LeaseAnswer, StorageError>;
-}
-
-/// Extends a held lease; false when it was lost.
-#[derive(Debug, Clone)]
-pub struct RenewLease {
-    pub id: i64,
-    pub token: String,
-    pub lease_for: Duration,
-}
-impl Message for RenewLease {
-    type Result = Result<bool, StorageError>;
-}
-
-/// Gives a running partition back (pending again), e.g. on graceful shutdown.
-#[derive(Debug, Clone)]
-pub struct ReleasePartition {
-    pub id: i64,
-    pub token: String,
-}
-impl Message for ReleasePartition {
-    type Result = Result<(), StorageError>;
-}
-
-/// Marks a partition failed with its error message (`last_error`).
-#[derive(Debug, Clone)]
-pub struct FailPartition {
-    pub id: i64,
-    pub token: String,
-    pub error: String,
-}
-impl Message for FailPartition {
-    type Result = Result<(), StorageError>;
-}
-
-/// Replaces a partition by smaller children (parent `split`, children `pending`); fenced by
-/// the parent's lease token.
-#[derive(Debug, Clone)]
-pub struct SplitPartition {
-    pub id: i64,
-    pub token: String,
-    pub children: Vec<(DateTime<Utc>, DateTime<Utc>)>,
-}
-impl Message for SplitPartition {
-    type Result = Result<Vec<PartitionRow>, StorageError>;
-}
-
-/// Done/unverified, non-final partitions overlapping `[from, to)` back to pending.
-#[derive(Debug, Clone)]
-pub struct ReopenPartitions {
-    pub dataset: Dataset,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-}
-impl Message for ReopenPartitions {
-    type Result = Result<usize, StorageError>;
-}
-
-/// Done, unsettled partitions back to pending for their settle re-fetch.
-#[derive(Debug, Clone)]
-pub struct ReopenForSettle(pub Vec<i64>);
-impl Message for ReopenForSettle {
-    type Result = Result<usize, StorageError>;
-}
-
-/// `sluice resync`: every done/unverified/failed partition overlapping `[from, to)` back to
-/// pending.
-#[derive(Debug, Clone)]
-pub struct ReopenForResync {
-    pub datasets: Vec<Dataset>,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-}
-impl Message for ReopenForResync {
-    type Result = Result<usize, StorageError>;
-}
-
-/// Stored non-final conversations that started before `before`: `(id, start)`.
-#[derive(Debug, Clone)]
-pub struct NonFinalConversations {
-    pub before: DateTime<Utc>,
-}
-impl Message for NonFinalConversations {
-    type Result = Result<Vec<(String, DateTime<Utc>)>, StorageError>;
-}
-
-/// Partitions waiting for a fetcher, whoever planned them (pending, or running under an
-/// expired lease): the active service fetches them too.
-#[derive(Debug, Clone)]
-pub struct WaitingPartitions {
-    pub datasets: Vec<Dataset>,
-}
-impl Message for WaitingPartitions {
-    type Result = Result<Vec<PartitionRow>, StorageError>;
-}
-
-/// A standby backfill hands its range to the active instance (unverified/failed → pending).
-#[derive(Debug, Clone)]
-pub struct HandOverRange {
-    pub datasets: Vec<Dataset>,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-}
-impl Message for HandOverRange {
-    type Result = Result<usize, StorageError>;
-}
-
-/// Opens an `ingest_runs` row; returns its id.
-#[derive(Debug, Clone)]
-pub struct StartRun {
-    /// `backfill`, `run`, `demo`, ...
-    pub command: String,
-    pub range: Option<(DateTime<Utc>, DateTime<Utc>)>,
-}
-impl Message for StartRun {
-    type Result = Result<i64, StorageError>;
-}
-
-/// Closes an `ingest_runs` row with the run's totals.
-#[derive(Debug, Clone)]
-pub struct EndRun {
-    pub id: i64,
-    pub requests: i64,
-    pub rate_limited: i64,
-    pub rows_written: i64,
-}
-impl Message for EndRun {
-    type Result = Result<(), StorageError>;
 }
 
 /// Writes every buffered page now; answered after they are committed.
@@ -278,6 +122,9 @@ pub struct WriterStatsSnapshot {
     pub user_records_deleted: u64,
     /// Completions refused because a page of their lease was not written.
     pub refused_completions: u64,
+    /// Batches written again because another Writer connection had just inserted one of
+    /// their rows.
+    pub conflict_retries: u64,
 }
 
 impl WriterStatsSnapshot {
@@ -319,14 +166,14 @@ enum SlotState {
 /// Meeting point of a buffered page's result and the caller's reply channel: whichever
 /// arrives second sends the reply.
 #[derive(Clone)]
-struct Slot(Arc<Mutex<SlotState>>);
+pub(super) struct Slot(Arc<Mutex<SlotState>>);
 
 impl Slot {
     fn new() -> Self {
         Slot(Arc::new(Mutex::new(SlotState::Empty)))
     }
 
-    fn resolve(&self, r: Reply) {
+    pub(super) fn resolve(&self, r: Reply) {
         let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match std::mem::replace(&mut *s, SlotState::Sent) {
             SlotState::Waiting(tx) => {
@@ -368,7 +215,7 @@ struct Buffered {
 
 /// The Writer actor (see the module doc).
 pub struct Writer {
-    core: BatchWriter,
+    pub(super) core: BatchWriter,
     settings: WriterSettings,
     buffer: Vec<Buffered>,
     buffered_rows: usize,
@@ -377,7 +224,11 @@ pub struct Writer {
     tick_pending: Arc<AtomicBool>,
     drain_pending: bool,
     /// The counters when the current `ingest_runs` row was opened.
-    run_base: WriterStatsSnapshot,
+    pub(super) run_base: WriterStatsSnapshot,
+    /// Lane 0 only: the other lanes (none with one connection).
+    pub(super) lanes: Vec<Lane>,
+    /// Where this lane publishes its counters for lane 0.
+    published: Arc<Mutex<WriterStatsSnapshot>>,
 }
 
 impl Writer {
@@ -392,7 +243,31 @@ impl Writer {
             tick_pending: Arc::new(AtomicBool::new(false)),
             drain_pending: false,
             run_base: WriterStatsSnapshot::default(),
+            lanes: Vec::new(),
+            published: Arc::default(),
         }
+    }
+
+    /// Buffers a page of this lane; writes the batch when it is due.
+    pub(super) fn buffer_page(&mut self, page: PageWrite, slot: Slot, ctx: &mut SyncContext<Self>) {
+        self.buffered_rows += page.page.row_count();
+        self.buffered_conversations += page.page.conversation_count();
+        self.oldest.get_or_insert_with(Instant::now);
+        self.buffer.push(Buffered { page, reply: slot });
+        if self.flush_due(Instant::now()) {
+            self.flush();
+        } else {
+            self.publish();
+            if self.settings.group_commit && !self.drain_pending {
+                self.drain_pending = true;
+                ctx.address().do_send(Drain);
+            }
+        }
+    }
+
+    /// Publishes this lane's counters (read by lane 0's [`WriterStats`]).
+    fn publish(&self) {
+        *self.published.lock().unwrap_or_else(|e| e.into_inner()) = self.local_stats();
     }
 
     /// Whether the buffer must be written now.
@@ -418,12 +293,14 @@ impl Writer {
         self.oldest = None;
         let pages: Vec<&PageWrite> = buffered.iter().map(|b| &b.page).collect();
         let results = self.core.write_pages(&pages);
+        self.publish();
         for (b, r) in buffered.iter().zip(results) {
             b.reply.resolve(r);
         }
     }
 
-    fn stats(&self) -> WriterStatsSnapshot {
+    /// This lane's counters.
+    pub(super) fn local_stats(&self) -> WriterStatsSnapshot {
         let c = self.core.counters();
         WriterStatsSnapshot {
             queue_depth: self.buffer.len(),
@@ -442,6 +319,7 @@ impl Writer {
             conversations_deleted: c.conversations_deleted,
             user_records_deleted: c.user_records_deleted,
             refused_completions: c.refused_completions,
+            conflict_retries: c.conflict_retries,
         }
     }
 }
@@ -465,23 +343,14 @@ impl Handler<WritePage> for Writer {
             )));
             return DeferredReply(slot);
         }
-        self.buffered_rows += msg.page.row_count();
-        self.buffered_conversations += msg.page.conversation_count();
-        self.oldest.get_or_insert_with(Instant::now);
-        self.buffer.push(Buffered {
-            page: PageWrite {
-                partition_id: msg.partition_id,
-                lease_token: msg.lease_token,
-                page: msg.page,
-                completion: msg.completion,
-            },
-            reply: slot.clone(),
-        });
-        if self.flush_due(Instant::now()) {
-            self.flush();
-        } else if self.settings.group_commit && !self.drain_pending {
-            self.drain_pending = true;
-            ctx.address().do_send(Drain);
+        let page = PageWrite {
+            partition_id: msg.partition_id,
+            lease_token: msg.lease_token,
+            page: msg.page,
+            completion: msg.completion,
+        };
+        if let Some((page, slot)) = self.route(page, slot.clone()) {
+            self.buffer_page(page, slot, ctx);
         }
         DeferredReply(slot)
     }
@@ -508,7 +377,7 @@ impl Handler<FlushDue> for Writer {
 impl Handler<Flush> for Writer {
     type Result = Result<(), StorageError>;
     fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
-        self.flush();
+        self.barrier(Barrier::All);
         Ok(())
     }
 }
@@ -517,127 +386,6 @@ impl Handler<WriterStats> for Writer {
     type Result = MessageResult<WriterStats>;
     fn handle(&mut self, _: WriterStats, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.stats())
-    }
-}
-
-/// Checkpoint messages: flush first (so they apply after the pages sent before them), then
-/// run with retries. `forget`: the message ends the partition's lease, so the Writer's ledger
-/// drops it.
-macro_rules! checkpoint_handler {
-    ($msg:ty, $ret:ty, forget, |$core:ident, $m:ident, $conn:ident, $now:ident| $body:expr) => {
-        impl Handler<$msg> for Writer {
-            type Result = Result<$ret, StorageError>;
-            fn handle(&mut self, $m: $msg, _: &mut Self::Context) -> Self::Result {
-                self.flush();
-                self.core.forget_partition($m.id);
-                let $core = &mut self.core;
-                $core.with_retry(|$conn, $now| $body)
-            }
-        }
-    };
-    ($msg:ty, $ret:ty, |$core:ident, $m:ident, $conn:ident, $now:ident| $body:expr) => {
-        impl Handler<$msg> for Writer {
-            type Result = Result<$ret, StorageError>;
-            fn handle(&mut self, $m: $msg, _: &mut Self::Context) -> Self::Result {
-                self.flush();
-                let $core = &mut self.core;
-                $core.with_retry(|$conn, $now| $body)
-            }
-        }
-    };
-}
-
-checkpoint_handler!(PlanPartitions, Vec<PartitionRow>, |core, m, c, now| {
-    checkpoint::plan_partitions(c, &m.0, now)
-});
-checkpoint_handler!(LoadPartitions, Vec<PartitionRow>, |core, m, c, _now| {
-    checkpoint::load_partitions(c, &m.datasets, m.from, m.to)
-});
-checkpoint_handler!(ReclaimDeadLeases, usize, |core, m, c, now| {
-    checkpoint::reclaim_dead_leases(c, &m.this_host, process_alive, now)
-});
-impl Handler<LeasePartition> for Writer {
-    type Result = Result<LeaseAnswer, StorageError>;
-    fn handle(&mut self, m: LeasePartition, _: &mut Self::Context) -> Self::Result {
-        self.flush();
-        let answer = self.core.with_retry(|c, now| {
-            checkpoint::try_lease_partition(c, m.id, &m.owner, m.lease_for, now)
-        })?;
-        if let LeaseAnswer::Leased { token } = &answer {
-            self.core.leased(m.id, token);
-        }
-        Ok(answer)
-    }
-}
-checkpoint_handler!(RenewLease, bool, |core, m, c, now| {
-    checkpoint::renew_lease(c, m.id, &m.token, m.lease_for, now)
-});
-checkpoint_handler!(ReleasePartition, (), forget, |core, m, c, now| {
-    checkpoint::release_partition(c, m.id, &m.token, now).map(|_| ())
-});
-checkpoint_handler!(FailPartition, (), forget, |core, m, c, now| {
-    checkpoint::fail_partition(c, m.id, &m.token, &m.error, now).map(|_| ())
-});
-checkpoint_handler!(
-    SplitPartition,
-    Vec<PartitionRow>,
-    forget,
-    |core, m, c, now| { checkpoint::split_partition(c, m.id, &m.token, &m.children, now) }
-);
-checkpoint_handler!(ReopenPartitions, usize, |core, m, c, now| {
-    checkpoint::reopen_partitions(c, m.dataset, m.from, m.to, now)
-});
-checkpoint_handler!(ReopenForSettle, usize, |core, m, c, now| {
-    checkpoint::reopen_for_settle(c, &m.0, now)
-});
-checkpoint_handler!(ReopenForResync, usize, |core, m, c, now| {
-    checkpoint::reopen_for_resync(c, &m.datasets, m.from, m.to, now)
-});
-checkpoint_handler!(
-    NonFinalConversations,
-    Vec<(String, DateTime<Utc>)>,
-    |core, m, c, _now| checkpoint::non_final_conversations(c, m.before)
-);
-checkpoint_handler!(WaitingPartitions, Vec<PartitionRow>, |core, m, c, now| {
-    crate::storage::instances::waiting_partitions(c, &m.datasets, now)
-});
-checkpoint_handler!(HandOverRange, usize, |core, m, c, now| {
-    crate::storage::instances::hand_over_range(c, &m.datasets, m.from, m.to, now)
-});
-impl Handler<StartRun> for Writer {
-    type Result = Result<i64, StorageError>;
-    fn handle(&mut self, m: StartRun, _: &mut Self::Context) -> Self::Result {
-        self.flush();
-        self.run_base = self.stats();
-        self.core
-            .with_retry(|c, now| checkpoint::start_run(c, &m.command, m.range, now))
-    }
-}
-
-/// Closes the row, with the upstream changes the Writer counted since [`StartRun`].
-impl Handler<EndRun> for Writer {
-    type Result = Result<(), StorageError>;
-    fn handle(&mut self, m: EndRun, _: &mut Self::Context) -> Self::Result {
-        self.flush();
-        let changes = self.stats().changes_since(&self.run_base);
-        self.core.with_retry(|c, now| {
-            checkpoint::end_run(c, m.id, m.requests, m.rate_limited, m.rows_written, now)?;
-            record_run_changes(c, m.id, changes)
-        })
-    }
-}
-
-/// The upstream changes counted since the last [`StartRun`] (for the run summary).
-#[derive(Debug, Clone, Copy)]
-pub struct RunChangesSoFar;
-impl Message for RunChangesSoFar {
-    type Result = RunChanges;
-}
-
-impl Handler<RunChangesSoFar> for Writer {
-    type Result = MessageResult<RunChangesSoFar>;
-    fn handle(&mut self, _: RunChangesSoFar, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.stats().changes_since(&self.run_base))
     }
 }
 
@@ -650,29 +398,66 @@ pub fn start_writer_with(
 ) -> Result<Addr<Writer>, StorageError> {
     prepare_database(&url, &config)?;
     let max_age = config.settings.batch_max_age();
-    let tick_pending = Arc::new(AtomicBool::new(false));
-    let tp = tick_pending.clone();
-    let addr = SyncArbiter::start(1, move || {
-        let mut w = Writer::new(url.clone(), config.clone());
-        w.tick_pending = tp.clone();
-        w
-    });
-    // A weak address: the ticker must not keep the Writer alive.
-    let ticker = addr.downgrade();
+    let n = lanes_for(&config.settings, url.backend());
+    let gate = (n > 1).then(LaneGate::default);
+    let mut lanes = Vec::with_capacity(n - 1);
+    let mut ticks = Vec::with_capacity(n);
+    for _ in 1..n {
+        let (addr, tick, stats) = start_lane(&url, &config, gate.clone(), Vec::new());
+        ticks.push((addr.downgrade(), tick));
+        lanes.push(Lane { addr, stats });
+    }
+    let (addr, tick, _) = start_lane(&url, &config, gate, lanes);
+    // Weak addresses: the ticker must not keep the Writer alive (lane 0 holds the others).
+    ticks.insert(0, (addr.downgrade(), tick));
     let period = (max_age / 2).max(Duration::from_millis(5));
     actix_rt::spawn(async move {
         let mut iv = actix_rt::time::interval(period);
         loop {
             iv.tick().await;
-            let Some(writer) = ticker.upgrade() else {
+            if ticks[0].0.upgrade().is_none() {
                 break;
-            };
-            if !tick_pending.swap(true, Ordering::AcqRel) {
-                writer.do_send(FlushDue);
+            }
+            for (lane, tick_pending) in &ticks {
+                if let Some(lane) = lane.upgrade() {
+                    if !tick_pending.swap(true, Ordering::AcqRel) {
+                        lane.do_send(FlushDue);
+                    }
+                }
             }
         }
     });
     Ok(addr)
+}
+
+/// Starts one lane (its thread and, at its first batch, its connection); returns its address,
+/// its ticker flag and where it publishes its counters.
+#[allow(clippy::type_complexity)]
+fn start_lane(
+    url: &DatabaseUrl,
+    config: &WriterConfig,
+    gate: Option<LaneGate>,
+    lanes: Vec<Lane>,
+) -> (
+    Addr<Writer>,
+    Arc<AtomicBool>,
+    Arc<Mutex<WriterStatsSnapshot>>,
+) {
+    let tick_pending = Arc::new(AtomicBool::new(false));
+    let published = Arc::new(Mutex::new(WriterStatsSnapshot::default()));
+    let (url, config) = (url.clone(), config.clone());
+    let (tp, pb) = (tick_pending.clone(), published.clone());
+    let addr = SyncArbiter::start(1, move || {
+        let mut w = Writer::new(url.clone(), config.clone());
+        if let Some(g) = &gate {
+            w.core = BatchWriter::new(url.clone(), config.clone()).with_gate(g.clone());
+        }
+        w.tick_pending = tp.clone();
+        w.published = pb.clone();
+        w.lanes = lanes.clone();
+        w
+    });
+    (addr, tick_pending, published)
 }
 
 /// Connects and applies pending migrations from a plain thread, retrying transient errors

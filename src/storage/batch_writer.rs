@@ -8,6 +8,12 @@
 //! written. Every page not written marks its lease in the ledger, whose completion is then
 //! refused ([`StorageError::IncompletePartition`]): a partition is never done without all its
 //! rows.
+//!
+//! With several Writer connections ([`super::lanes`]) each has its own `BatchWriter`, sharing a
+//! [`LaneGate`]; a duplicate key from a row another connection inserted meanwhile is a write
+//! conflict: the batch is written again at once (its lookup then sees the row), up to
+//! [`CONFLICT_RETRIES`] times. On MySQL those connections read committed (no gap locks, so
+//! fewer deadlocks between them), unless statement-based binary logging forbids it.
 
 use std::time::Instant;
 
@@ -15,6 +21,7 @@ use chrono::{DateTime, Utc};
 
 use super::checkpoint::fail_partition;
 use super::connection::{connect, Connection, DatabaseUrl, StorageError};
+use super::lanes::LaneGate;
 use super::ledger::LeaseLedger;
 use super::models::db_time;
 use super::wal::WalCheckpointer;
@@ -43,7 +50,14 @@ pub struct WriteCounters {
     pub user_records_deleted: u64,
     /// Completions refused because a page of their lease was not written.
     pub refused_completions: u64,
+    /// Batches written again because another Writer connection had just inserted one of
+    /// their rows (duplicate key).
+    pub conflict_retries: u64,
 }
+
+/// Times a batch is written again after a write conflict before the error counts as
+/// permanent.
+pub const CONFLICT_RETRIES: u32 = 3;
 
 /// Owns the Writer's connection and runs batches and checkpoint operations with reconnects
 /// and retries. Plain struct: the actor is a thin shell around it, and tests drive it
@@ -56,6 +70,8 @@ pub struct BatchWriter {
     config: WriterConfig,
     counters: WriteCounters,
     ledger: LeaseLedger,
+    /// Shared with the other connections of the same Writer (None: the only one).
+    gate: Option<LaneGate>,
 }
 
 impl BatchWriter {
@@ -68,7 +84,15 @@ impl BatchWriter {
             config,
             counters: WriteCounters::default(),
             ledger: LeaseLedger::default(),
+            gate: None,
         }
+    }
+
+    /// One of several connections of a Writer: batches take turns at `gate` (see
+    /// [`super::lanes`]).
+    pub fn with_gate(mut self, gate: LaneGate) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// The leases in flight (see [`LeaseLedger`]).
@@ -78,8 +102,12 @@ impl BatchWriter {
 
     /// Partition `id` was leased with `token` now (by this Writer): its older leases are dead.
     pub fn leased(&mut self, id: i64, token: &str) {
-        let now = db_time(self.now());
-        self.ledger.leased(id, token, now);
+        self.leased_at(id, token, self.now());
+    }
+
+    /// Partition `id` was leased with `token` at `at` (by another connection of this Writer).
+    pub fn leased_at(&mut self, id: i64, token: &str, at: DateTime<Utc>) {
+        self.ledger.leased(id, token, db_time(at));
     }
 
     /// Partition `id` was released, failed or split: forget its leases.
@@ -106,7 +134,10 @@ impl BatchWriter {
 
     fn connection(&mut self) -> Result<&mut Connection, StorageError> {
         if self.conn.is_none() {
-            let c = connect(&self.url)?;
+            let mut c = connect(&self.url)?;
+            if self.config.settings.writer_connections > 1 {
+                read_committed(&mut c)?;
+            }
             if self.counters.batches > 0 || self.counters.transient_errors > 0 {
                 self.counters.reconnects += 1;
                 log::info!("writer reconnected to {}", self.url);
@@ -180,7 +211,9 @@ impl BatchWriter {
             }
         }
         let mut attempt = 0;
+        let mut conflicts = 0;
         let limits = StatementLimits::from(&self.config.settings);
+        let gate = self.gate.clone();
         while !live.is_empty() {
             let now = self.now();
             let started = Instant::now();
@@ -189,7 +222,10 @@ impl BatchWriter {
             let r = match self.connection().map(|_| ()) {
                 // Disjoint borrows of the connection and the ledger.
                 Ok(()) => match self.conn.as_mut() {
-                    Some(c) => write_batch(c, &batch, now, limits, fault.as_ref(), &self.ledger),
+                    Some(c) => {
+                        let _turn = gate.as_ref().map(|g| g.enter(completes_verified(&batch)));
+                        write_batch(c, &batch, now, limits, fault.as_ref(), &self.ledger)
+                    }
                     None => Err(BatchError::Storage(StorageError::WriterGone)),
                 },
                 Err(e) => Err(BatchError::Storage(e)),
@@ -231,6 +267,13 @@ impl BatchWriter {
                         }
                         !lost
                     });
+                }
+                Err(BatchError::Storage(e))
+                    if e.is_write_conflict() && conflicts < CONFLICT_RETRIES =>
+                {
+                    conflicts += 1;
+                    self.counters.conflict_retries += 1;
+                    log::info!("another writer connection wrote the same rows ({e}): writing the batch again");
                 }
                 Err(BatchError::Storage(e)) if e.is_transient() => {
                     attempt += 1;
@@ -288,4 +331,41 @@ impl BatchWriter {
             log::error!("could not record the failure of partition {id}: {e2}");
         }
     }
+}
+
+/// Whether `batch` completes a partition verified (its deletions must not race other lanes).
+fn completes_verified(batch: &[&PageWrite]) -> bool {
+    batch
+        .iter()
+        .any(|p| p.partition_id > 0 && p.completion.as_ref().is_some_and(|c| c.verified))
+}
+
+/// Sets a MySQL Writer connection to READ COMMITTED: its deletions by conversation lock the
+/// rows they delete and not the gaps between index entries, so the inserts of another Writer
+/// connection into those gaps do not wait or deadlock. Left at the server's level when the
+/// binary log is statement-based (InnoDB refuses to log writes made under READ COMMITTED).
+fn read_committed(conn: &mut Connection) -> Result<(), StorageError> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Binlog {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        format: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        log_bin: i64,
+    }
+    let Connection::Mysql(c) = conn else {
+        return Ok(());
+    };
+    let b: Binlog = diesel::sql_query(
+        "SELECT CAST(@@session.binlog_format AS CHAR) AS format, \
+         CAST(@@log_bin AS SIGNED) AS log_bin",
+    )
+    .get_result(c)?;
+    if b.log_bin != 0 && b.format.eq_ignore_ascii_case("STATEMENT") {
+        log::info!(
+            "statement-based binary log: writer connections keep the server's isolation level"
+        );
+        return Ok(());
+    }
+    conn.batch_execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
 }

@@ -228,6 +228,21 @@ impl StorageError {
     }
 }
 
+impl StorageError {
+    /// True for a duplicate key: with several Writer connections, another one inserted the
+    /// same row between this batch's lookup and its insert (and has committed it, since the
+    /// insert waited for its lock). Writing the batch again sees the row.
+    pub fn is_write_conflict(&self) -> bool {
+        match self {
+            StorageError::Database { message, .. } => {
+                let m = message.to_ascii_lowercase();
+                m.contains("duplicate entry") || m.contains("unique constraint failed")
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<diesel::result::Error> for StorageError {
     fn from(e: diesel::result::Error) -> Self {
         StorageError::Database {
@@ -505,6 +520,9 @@ mod tests {
             DatabaseErrorKind::UniqueViolation,
             Box::new("Duplicate entry".to_string())
         )));
+        let dup = StorageError::from(db("Duplicate entry 'c-1' for key 'PRIMARY'"));
+        assert!(dup.is_write_conflict() && !dup.is_transient());
+        assert!(!StorageError::from(db("Data too long for column 'x'")).is_write_conflict());
         assert!(is_transient_connection_error(
             &ConnectionError::BadConnection(
                 "Input/output error: Connection refused (os error 111)".into()

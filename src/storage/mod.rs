@@ -15,6 +15,8 @@
 //! - a re-fetched conversation whose content digest is unchanged is not rewritten, and what a
 //!   block's verified re-fetch no longer holds was deleted upstream and is deleted here, in the
 //!   completing transaction ([`digest`], [`upstream`]);
+//! - with several Writer connections, a partition's pages and completion go to one of them in
+//!   order, and a verified completion's deletions never race another one's writes ([`lanes`]);
 //! - migrations are embedded in the binary and run at start ([`migrations`]).
 pub mod batch_writer;
 pub mod checkpoint;
@@ -22,6 +24,7 @@ pub mod connection;
 pub mod digest;
 pub mod directory;
 pub mod instances;
+pub mod lanes;
 pub mod ledger;
 pub mod migrations;
 pub mod models;

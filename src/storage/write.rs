@@ -84,6 +84,9 @@ pub struct PageWrite {
 /// Where a test can inject a failure inside the write transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FaultPoint {
+    /// After the fences, before the batch's conversations are locked, looked up and written;
+    /// names the partitions whose pages are in the batch.
+    BeforeConversations { partitions: Vec<i64> },
     /// After every row of the batch is written, before the completions; names the
     /// partitions whose pages are in the batch, and their conversations.
     BeforeCompletion {
@@ -97,6 +100,9 @@ pub type FaultHook = Arc<dyn Fn(FaultPoint) -> Result<(), StorageError> + Send +
 
 /// How the Writer waits between retries (real sleep by default; tests record instead).
 pub type Sleeper = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// Most `writer_connections`.
+pub const MAX_WRITER_CONNECTIONS: usize = 16;
 
 /// Tunables of the Writer (the `[writer]` section of the config file).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -122,6 +128,10 @@ pub struct WriterSettings {
     /// First backoff delay (milliseconds); doubles up to `retry_max_delay_ms`.
     pub retry_initial_delay_ms: u64,
     pub retry_max_delay_ms: u64,
+    /// Connections that write pages in parallel (1..=16), each on its own thread; a
+    /// partition's pages and its completion always go to the same one. SQLite has a single
+    /// writer: always 1 there.
+    pub writer_connections: usize,
 }
 
 impl Default for WriterSettings {
@@ -136,6 +146,7 @@ impl Default for WriterSettings {
             retry_max_attempts: 60,
             retry_initial_delay_ms: 100,
             retry_max_delay_ms: 5000,
+            writer_connections: 2,
         }
     }
 }
@@ -161,6 +172,15 @@ impl WriterSettings {
             return Err(SettingsError::new(
                 "max_statement_bytes",
                 format!("must be at least 65536, got {}", self.max_statement_bytes),
+            ));
+        }
+        if !(1..=MAX_WRITER_CONNECTIONS).contains(&self.writer_connections) {
+            return Err(SettingsError::new(
+                "writer_connections",
+                format!(
+                    "must be 1 to {MAX_WRITER_CONNECTIONS}, got {}",
+                    self.writer_connections
+                ),
             ));
         }
         if self.retry_initial_delay_ms > self.retry_max_delay_ms {
@@ -360,8 +380,17 @@ pub fn write_batch(
                 PageRecords::Users(v) => users.extend(v.iter()),
             }
         }
+        let mut partitions: Vec<i64> = pages.iter().map(|p| p.partition_id).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        if let Some(f) = fault {
+            f(FaultPoint::BeforeConversations {
+                partitions: partitions.clone(),
+            })?;
+        }
         let mut outcome = BatchOutcome::default();
         if !order.is_empty() {
+            super::lanes::lock_stored_conversations(conn, &order)?;
             let w = write_conversations(conn, &order, db_now, limits)?;
             outcome.rows_written += w.rows as u64;
             outcome.conversations_written = order.len() as u64;
@@ -376,9 +405,6 @@ pub fn write_batch(
 
         // 3. Completions, in the same transaction as the rows.
         if let Some(f) = fault {
-            let mut partitions: Vec<i64> = pages.iter().map(|p| p.partition_id).collect();
-            partitions.sort_unstable();
-            partitions.dedup();
             let conversations = order
                 .iter()
                 .map(|r| r.conversation().conversation_id.clone())

@@ -7,3 +7,4 @@ mod storage_settle;
 mod storage_upstream;
 mod storage_writer;
 mod storage_writer_actor;
+mod storage_writer_lanes;

@@ -219,6 +219,9 @@ fn killed_connections_lose_and_duplicate_nothing() {
         async move {
             let cfg = WriterConfig {
                 settings: WriterSettings {
+                    // One connection: the kills must land mid-run (more connections finish
+                    // the pages before the killer's cadence reaches them).
+                    writer_connections: 1,
                     batch_max_conversations: 100,
                     batch_max_age_ms: 10,
                     retry_initial_delay_ms: 20,
