@@ -2,8 +2,8 @@
 //! (SyncArbiter, batches, one transaction per batch, replies after commit) into MariaDB and
 //! SQLite. Prints conversations/s and rows/s for a first ingest (inserts), a re-ingest of the
 //! same conversations unchanged (content digests equal: only `last_ingested_at` moves), and a
-//! re-ingest where every conversation changed (one metric each: delete + insert with
-//! children), and the process's peak RSS; then the database's own floor for the same rows
+//! re-ingest where every conversation changed (one metric each: the conversation row and the
+//! differing child rewritten), and the process's peak RSS; then the database's own floor for the same rows
 //! (INSERT … SELECT inside it, see [`floor_seconds`]), on the same server in the same run.
 //! MariaDB runs on the shared test server and on a dedicated production-like one the bench
 //! starts itself (`sluice::bench::mariadb`: buffer pool sized to the working set, large redo
@@ -18,8 +18,9 @@
 //! (`mysql,sqlite`), `SLUICE_TEST_MYSQL` (server, default mysql://root@127.0.0.1:3306/test;
 //! a database `sluice_bench_<pid>` is created there and dropped), `BENCH_SQLITE_DIR` (where
 //! the SQLite file goes; default the temp dir), `BENCH_WRITER_CONNECTIONS` (the Writer's
-//! `writer_connections`; when set, each page belongs to one of `BENCH_OUTSTANDING` leased
-//! partitions, as a fetcher's does, so the pages spread over the connections).
+//! `writer_connections`, default the engine's: 2; SQLite always 1). Each page belongs to one
+//! of `BENCH_OUTSTANDING` leased partitions, as a fetcher's does, so the pages spread over
+//! the connections (and each batch fences its leases, as the engine's do).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -136,20 +137,13 @@ fn write_all(url: &DatabaseUrl, pages: &[Vec<ConversationRecord>], outstanding: 
     let url = url.clone();
     let pages = pages.to_vec();
     actix_rt::System::new().block_on(async move {
-        // BENCH_WRITER_CONNECTIONS: the Writer's connections; the pages then belong to
-        // `outstanding` leased partitions (as fetchers' pages do), spread over the lanes.
-        let lanes = std::env::var("BENCH_WRITER_CONNECTIONS")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok());
+        // Pages belong to `outstanding` leased partitions, as fetchers' pages do, so they
+        // spread over the Writer's connections (BENCH_WRITER_CONNECTIONS, default the
+        // engine's writer_connections).
         let mut config = WriterConfig::default();
-        if let Some(n) = lanes {
-            config.settings.writer_connections = n;
-        }
+        config.settings.writer_connections = writer_connections();
         let w = start_writer_with(url, config).expect("writer starts");
-        let parts = match lanes {
-            Some(_) => bench_partitions(&w, outstanding).await,
-            None => vec![(0, String::new())],
-        };
+        let parts = bench_partitions(&w, outstanding).await;
         let conversations: usize = pages.iter().map(|p| p.len()).sum();
         let rows: usize = pages
             .iter()
@@ -183,6 +177,14 @@ fn write_all(url: &DatabaseUrl, pages: &[Vec<ConversationRecord>], outstanding: 
             rows,
         }
     })
+}
+
+/// The Writer's connections for the runs: `BENCH_WRITER_CONNECTIONS`, else the default.
+fn writer_connections() -> usize {
+    std::env::var("BENCH_WRITER_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| WriterConfig::default().settings.writer_connections)
 }
 
 /// `n` new leased partitions (days of a past year, so no completion ever touches the data).
@@ -232,12 +234,13 @@ fn main() {
         .sum::<usize>() as f64
         / 1048576.0;
     println!(
-        "data: {} simulator conversations ({} rows, {:.1} rows/conversation, raw JSON {:.1} MiB), {} pages of {page}, {outstanding} in flight; generated in {:.1}s; RSS after generating {:.0} MiB",
+        "data: {} simulator conversations ({} rows, {:.1} rows/conversation, raw JSON {:.1} MiB), {} pages of {page}, {outstanding} in flight over {outstanding} partitions; writer_connections {} (SQLite: 1); generated in {:.1}s; RSS after generating {:.0} MiB",
         recs.len(),
         rows,
         rows as f64 / recs.len().max(1) as f64,
         json_mib,
         pages.len(),
+        writer_connections(),
         t.elapsed().as_secs_f64(),
         peak_rss_mib()
     );

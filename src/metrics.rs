@@ -53,7 +53,7 @@ pub const METRIC_DOCS: &[(&str, &str, &str)] = &[
     ("sluice_writer_batches_total", "counter", "transactions committed by the Writer"),
     ("sluice_writer_queue_depth", "gauge", "pages waiting in the Writer's queue"),
     ("sluice_writer_batch_seconds", "gauge", "seconds the Writer's last batch transaction took"),
-    ("sluice_conversations_changed_total", "counter", "re-fetched conversations whose content digest differed from the stored copy (replaced with their children)"),
+    ("sluice_conversations_changed_total", "counter", "re-fetched conversations whose content digest differed from the stored copy (the row rewritten, and the children that differ)"),
     ("sluice_conversations_deleted_total", "counter", "stored conversations absent from their block's verified re-fetch (deleted upstream), deleted with their children"),
     ("sluice_user_records_deleted_total", "counter", "presence and routing-status records absent from their block's verified re-fetch, deleted"),
     ("sluice_conversations_unchanged_total", "counter", "re-fetched conversations whose content digest matched the stored copy (not rewritten)"),

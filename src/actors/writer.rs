@@ -33,16 +33,16 @@
 //! caused it (`status = failed`, `last_error`); the other pages of the batch are written. A page
 //! whose lease was lost is answered with `StorageError::LeaseLost` and not written.
 //!
-//! **Parallel writes.** With `writer_connections` > 1 (MySQL only), this Writer is lane 0 of
-//! several, each with its own thread and connection; a partition's pages and completion all
-//! go to the same lane, in order ([`super::writer_lanes`], [`crate::storage::lanes`]).
-//! Callers see one Writer. Checkpoint messages are in [`super::writer_checkpoint`] (re-exported
+//! **Parallel writes.** With `writer_connections` = n > 1 (MySQL only), this Writer routes the
+//! pages to n lanes, each with its own thread and connection, and keeps its own connection for
+//! the checkpoint messages; a partition's pages and completion all go to the same lane, in
+//! order ([`super::writer_lanes`], [`crate::storage::lanes`]). Callers see one Writer. Checkpoint messages are in [`super::writer_checkpoint`] (re-exported
 //! here).
 //!
 //! **Shutdown.** Send [`Flush`] and await it before stopping the System (it waits for every
 //! lane); each lane also flushes in `stopped` when its mailbox closes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -225,10 +225,12 @@ pub struct Writer {
     drain_pending: bool,
     /// The counters when the current `ingest_runs` row was opened.
     pub(super) run_base: WriterStatsSnapshot,
-    /// Lane 0 only: the other lanes (none with one connection).
+    /// The router only: the lanes it sends pages to (none with one connection).
     pub(super) lanes: Vec<Lane>,
-    /// Where this lane publishes its counters for lane 0.
+    /// Where this lane publishes its counters for the router.
     published: Arc<Mutex<WriterStatsSnapshot>>,
+    /// A lane: pages the router sent that this lane has not written yet.
+    pub(super) queued: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -245,6 +247,7 @@ impl Writer {
             run_base: WriterStatsSnapshot::default(),
             lanes: Vec::new(),
             published: Arc::default(),
+            queued: Arc::default(),
         }
     }
 
@@ -265,7 +268,7 @@ impl Writer {
         }
     }
 
-    /// Publishes this lane's counters (read by lane 0's [`WriterStats`]).
+    /// Publishes this lane's counters (read by the router's [`WriterStats`]).
     fn publish(&self) {
         *self.published.lock().unwrap_or_else(|e| e.into_inner()) = self.local_stats();
     }
@@ -293,6 +296,11 @@ impl Writer {
         self.oldest = None;
         let pages: Vec<&PageWrite> = buffered.iter().map(|b| &b.page).collect();
         let results = self.core.write_pages(&pages);
+        let _ = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(pages.len()))
+            });
         self.publish();
         for (b, r) in buffered.iter().zip(results) {
             b.reply.resolve(r);
@@ -400,15 +408,21 @@ pub fn start_writer_with(
     let max_age = config.settings.batch_max_age();
     let n = lanes_for(&config.settings, url.backend());
     let gate = (n > 1).then(LaneGate::default);
-    let mut lanes = Vec::with_capacity(n - 1);
-    let mut ticks = Vec::with_capacity(n);
-    for _ in 1..n {
-        let (addr, tick, stats) = start_lane(&url, &config, gate.clone(), Vec::new());
+    // One connection: the Writer writes its pages itself. More: it routes them to `n` lanes.
+    let routed = if n > 1 { n } else { 0 };
+    let mut lanes = Vec::with_capacity(routed);
+    let mut ticks = Vec::with_capacity(routed + 1);
+    for _ in 0..routed {
+        let (addr, tick, stats, queued) = start_lane(&url, &config, gate.clone(), Vec::new());
         ticks.push((addr.downgrade(), tick));
-        lanes.push(Lane { addr, stats });
+        lanes.push(Lane {
+            addr,
+            stats,
+            queued,
+        });
     }
-    let (addr, tick, _) = start_lane(&url, &config, gate, lanes);
-    // Weak addresses: the ticker must not keep the Writer alive (lane 0 holds the others).
+    let (addr, tick, _, _) = start_lane(&url, &config, gate, lanes);
+    // Weak addresses: the ticker must not keep the Writer alive (the router holds the lanes).
     ticks.insert(0, (addr.downgrade(), tick));
     let period = (max_age / 2).max(Duration::from_millis(5));
     actix_rt::spawn(async move {
@@ -431,7 +445,7 @@ pub fn start_writer_with(
 }
 
 /// Starts one lane (its thread and, at its first batch, its connection); returns its address,
-/// its ticker flag and where it publishes its counters.
+/// its ticker flag, where it publishes its counters, and its count of pages not yet buffered.
 #[allow(clippy::type_complexity)]
 fn start_lane(
     url: &DatabaseUrl,
@@ -442,8 +456,11 @@ fn start_lane(
     Addr<Writer>,
     Arc<AtomicBool>,
     Arc<Mutex<WriterStatsSnapshot>>,
+    Arc<AtomicUsize>,
 ) {
     let tick_pending = Arc::new(AtomicBool::new(false));
+    let queued = Arc::new(AtomicUsize::new(0));
+    let q = queued.clone();
     let published = Arc::new(Mutex::new(WriterStatsSnapshot::default()));
     let (url, config) = (url.clone(), config.clone());
     let (tp, pb) = (tick_pending.clone(), published.clone());
@@ -454,10 +471,11 @@ fn start_lane(
         }
         w.tick_pending = tp.clone();
         w.published = pb.clone();
+        w.queued = q.clone();
         w.lanes = lanes.clone();
         w
     });
-    (addr, tick_pending, published)
+    (addr, tick_pending, published, queued)
 }
 
 /// Connects and applies pending migrations from a plain thread, retrying transient errors

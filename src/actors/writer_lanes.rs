@@ -1,21 +1,23 @@
 //! The Writer's lanes: parallel writes over `writer_connections` connections (one on SQLite).
 //!
-//! The [`Writer`] that [`start_writer_with`](super::writer::start_writer_with) returns is
-//! lane 0; with `n > 1` connections it also starts lanes 1..n-1, more `Writer`s, each on its
-//! own `SyncArbiter` thread with its own connection, and keeps their addresses: every caller
-//! still talks to lane 0 only. Lane 0 handles every checkpoint message and the pages of its
-//! own partitions as a lone Writer does, and forwards the pages of partition `p` to lane
-//! [`lane_of`]`(p, n)` ([`crate::storage::lanes`]) with the page's deferred reply, which that
-//! lane answers after its commit. Messages from one sender arrive in the order sent, so a
-//! lane receives a partition's pages, its completion (on its last page) and its ledger
-//! updates (lease, forget) in order: the completion rule holds per lane.
+//! With one connection the [`Writer`] that [`start_writer_with`](super::writer::start_writer_with)
+//! returns writes everything itself. With `n > 1` it becomes the **router**: it starts `n`
+//! lanes, more `Writer`s, each on its own `SyncArbiter` thread with its own connection, runs
+//! every checkpoint message on its own connection, and forwards the pages of partition `p` to
+//! lane [`lane_of`]`(p, n)` ([`crate::storage::lanes`]) with the page's deferred reply, which
+//! that lane answers after its commit. Every caller still talks to the router only. The router
+//! never writes a batch, so it forwards pages while the lanes write: no lane waits behind
+//! another's commit. Messages from one sender arrive in the order sent, so a lane receives a
+//! partition's pages, its completion (on its last page) and its ledger updates (lease, forget)
+//! in order: the completion rule holds per lane.
 //!
-//! A message that must apply after the pages sent before it makes lane 0 flush its own
-//! buffer and wait at a **barrier** until the lanes concerned have written theirs ([`Barrier`]:
-//! every lane, or the one of a partition). Lanes never wait for lane 0, so this cannot
-//! deadlock. Counters are summed over the lanes: each publishes its own after every change,
-//! so [`WriterStats`](super::writer::WriterStats) never waits for a busy lane.
+//! A message that must apply after the pages sent before it makes the router wait at a
+//! **barrier** until the lanes concerned have written theirs ([`Barrier`]: every lane, or the
+//! one of a partition). Lanes never wait for the router, so this cannot deadlock. Counters are
+//! summed over the lanes: each publishes its own after every change, so
+//! [`WriterStats`](super::writer::WriterStats) never waits for a busy lane.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,12 +29,14 @@ use super::writer::{Slot, Writer, WriterStatsSnapshot};
 use crate::storage::lanes::lane_of;
 use crate::storage::write::PageWrite;
 
-/// Lane 0's handle on another lane.
+/// The router's handle on a lane.
 #[derive(Clone)]
 pub(super) struct Lane {
     pub(super) addr: Addr<Writer>,
     /// The lane's counters, as it last published them.
     pub(super) stats: Arc<Mutex<WriterStatsSnapshot>>,
+    /// Pages sent to the lane and not yet written (in its mailbox or its buffer).
+    pub(super) queued: Arc<AtomicUsize>,
 }
 
 /// Which lanes must have written the pages sent before a message.
@@ -78,12 +82,13 @@ impl Message for LaneFlush {
 const BARRIER_CHECK: Duration = Duration::from_secs(1);
 
 impl Writer {
-    /// The lane writing `partition_id` when it is not this one.
+    /// The lane writing `partition_id`; `None` when this Writer writes its pages itself (one
+    /// connection).
     fn lane_for(&self, partition_id: i64) -> Option<&Lane> {
-        match lane_of(partition_id, self.lanes.len() + 1) {
-            0 => None,
-            k => self.lanes.get(k - 1),
+        if self.lanes.is_empty() {
+            return None;
         }
+        self.lanes.get(lane_of(partition_id, self.lanes.len()))
     }
 
     /// Sends `page` to its lane; gives it back when it is this lane's to write.
@@ -92,6 +97,7 @@ impl Writer {
             return Some((page, slot));
         };
         if lane.addr.connected() {
+            lane.queued.fetch_add(1, Ordering::AcqRel);
             lane.addr.do_send(LaneWrite { page, slot });
         } else {
             slot.resolve(Err(crate::storage::StorageError::WriterGone));
@@ -155,7 +161,8 @@ impl Writer {
     pub(super) fn stats(&self) -> WriterStatsSnapshot {
         let mut s = self.local_stats();
         for lane in &self.lanes {
-            let o = *lane.stats.lock().unwrap_or_else(|e| e.into_inner());
+            let mut o = *lane.stats.lock().unwrap_or_else(|e| e.into_inner());
+            o.queue_depth = lane.queued.load(Ordering::Acquire);
             s = sum(s, o);
         }
         s

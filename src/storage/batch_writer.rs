@@ -246,6 +246,12 @@ impl BatchWriter {
                     c.conversations_deleted += outcome.conversations_deleted;
                     c.user_records_deleted += outcome.user_records_deleted;
                     c.last_batch_ms = started.elapsed().as_millis() as u64;
+                    log::debug!(
+                        "batch of {} pages committed in {} ms ({} rows)",
+                        live.len(),
+                        c.last_batch_ms,
+                        outcome.rows_written
+                    );
                     let at = db_time(now);
                     for &i in &live {
                         self.ledger.committed(pages[i], at);
