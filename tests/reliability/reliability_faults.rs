@@ -79,11 +79,12 @@ fn jobs_path_with_failed_and_expired_jobs_is_complete_and_exact() {
         "0.3",
         "--job-delay-ms",
         "300",
-        // Results expire 2 simulated seconds after the job completes. The clock below moves
-        // one simulated second per real second, and every 3 s it jumps 3 s ahead: the jobs
+        // Results expire 3 simulated seconds after the job completes. The clock below moves
+        // one simulated second per real second, and every 3 s it jumps 3.5 s ahead: the jobs
         // being read at that moment meet EXPIRED (status) or 404 (results) and are resubmitted.
+        // (With 2 s, a loaded machine read too slowly for any job to finish in 5 attempts.)
         "--job-expiry-secs",
-        "2",
+        "3",
     ]);
     let sim = start_sim(&dir, &org, 22, &extra);
     let ticker = {
