@@ -91,6 +91,11 @@ pub struct SimArgs {
     /// Probability that a job ends FAILED instead of FULFILLED.
     #[arg(long, default_value_t = 0.0)]
     pub fault_job_failed: f64,
+    /// Probability that a job's results expire early: half of these say EXPIRED at their first
+    /// poll after completion, half say FULFILLED once and then answer 404 on their results (the
+    /// race a client meets when results expire between its poll and its read).
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_job_expired: f64,
     /// Added latency per API request, `MIN,MAX` milliseconds.
     #[arg(long, value_parser = parse_latency)]
     pub latency_ms: Option<(u64, u64)>,
@@ -219,6 +224,7 @@ pub struct SimConfig {
     pub fault_5xx: f64,
     pub fault_malformed: f64,
     pub fault_job_failed: f64,
+    pub fault_job_expired: f64,
     pub latency_ms: Option<(u64, u64)>,
     pub total_hits_drift: f64,
     pub bg_rps: f64,
@@ -269,6 +275,7 @@ impl Default for SimConfig {
             fault_5xx: 0.0,
             fault_malformed: 0.0,
             fault_job_failed: 0.0,
+            fault_job_expired: 0.0,
             latency_ms: None,
             total_hits_drift: 0.0,
             bg_rps: 0.0,
@@ -312,6 +319,7 @@ impl From<SimArgs> for SimConfig {
             fault_5xx: a.fault_5xx.clamp(0.0, 1.0),
             fault_malformed: a.fault_malformed.clamp(0.0, 1.0),
             fault_job_failed: a.fault_job_failed.clamp(0.0, 1.0),
+            fault_job_expired: a.fault_job_expired.clamp(0.0, 1.0),
             latency_ms: a.latency_ms,
             total_hits_drift: a.total_hits_drift.clamp(0.0, 1.0),
             bg_rps: a.bg_rps.max(0.0),

@@ -1,5 +1,5 @@
 //! Injected trouble: 502/503/504 answers, 200 answers with a truncated JSON body, added latency,
-//! totalHits that drift between pages, jobs that end FAILED. Draws come from one ChaCha stream
+//! totalHits that drift between pages, jobs that end FAILED, job results that expire early. Draws come from one ChaCha stream
 //! seeded from the simulator's seed, so a sequential client sees the same faults every run.
 use std::sync::Mutex;
 use std::time::Duration;
@@ -27,6 +27,7 @@ pub struct Faults {
     p_malformed: f64,
     p_drift: f64,
     p_job_failed: f64,
+    p_job_expired: f64,
     latency_ms: Option<(u64, u64)>,
     rng: Mutex<ChaCha8Rng>,
 }
@@ -38,6 +39,7 @@ impl Faults {
             p_malformed: cfg.fault_malformed,
             p_drift: cfg.total_hits_drift,
             p_job_failed: cfg.fault_job_failed,
+            p_job_expired: cfg.fault_job_expired,
             latency_ms: cfg.latency_ms,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xFA17_5EED)),
         }
@@ -79,6 +81,27 @@ impl Faults {
     pub fn job_fails(&self) -> bool {
         self.p_job_failed > 0.0 && self.rng().gen_bool(self.p_job_failed)
     }
+
+    /// Whether (and how) a job's results expire early.
+    pub fn job_expires_early(&self) -> Option<EarlyExpiry> {
+        let mut r = self.rng();
+        (self.p_job_expired > 0.0 && r.gen_bool(self.p_job_expired)).then(|| {
+            if r.gen_bool(0.5) {
+                EarlyExpiry::AtCompletion
+            } else {
+                EarlyExpiry::AfterFirstFulfilled
+            }
+        })
+    }
+}
+
+/// How an injected early expiry shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyExpiry {
+    /// The job's first status after completion is already EXPIRED.
+    AtCompletion,
+    /// The job says FULFILLED once; from then on it is EXPIRED (results 404).
+    AfterFirstFulfilled,
 }
 
 /// The malformed version of a body: cut in the middle.

@@ -8,12 +8,14 @@
 //! (drawn from `job_delay..=job_delay_max`) plus `job_run_per_10k` per 10,000 results, so the
 //! results are computed at submission (the data lake as of then is what the job reads anyway).
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
 use super::data::ms;
+use super::faults::EarlyExpiry;
 use super::limits::ceil_secs;
 use super::query::{Hit, Selection};
 use crate::genesys::model::{job_state, AsyncQueryStatus, Filter, Interval, UserDetail};
@@ -101,6 +103,8 @@ pub struct NewJob {
     /// dataAvailabilityDate at submission (ms since the epoch).
     pub availability_ms: i64,
     pub fails: bool,
+    /// Injected: the results expire right at completion (fault injection).
+    pub early_expiry: Option<EarlyExpiry>,
 }
 
 pub struct Job {
@@ -113,6 +117,9 @@ pub struct Job {
     /// dataAvailabilityDate when the job was submitted (ms since the epoch).
     pub availability_ms: i64,
     fails: bool,
+    early_expiry: Option<EarlyExpiry>,
+    /// Whether a status already said FULFILLED (for `EarlyExpiry::AfterFirstFulfilled`).
+    fulfilled_shown: AtomicBool,
     pub results: Arc<JobResults>,
 }
 
@@ -195,6 +202,8 @@ impl Jobs {
                 submission_date: sim_now,
                 availability_ms: new.availability_ms,
                 fails: new.fails,
+                early_expiry: new.early_expiry,
+                fulfilled_shown: AtomicBool::new(false),
                 results: new.results,
             }),
         );
@@ -225,12 +234,23 @@ impl Jobs {
         let elapsed = now.saturating_duration_since(job.submitted);
         let run = chrono::Duration::from_std(job.run).unwrap_or_default();
         let completion = job.submission_date + run;
-        let expiration = completion + self.expiry;
+        let early = match job.early_expiry {
+            Some(EarlyExpiry::AtCompletion) => true,
+            Some(EarlyExpiry::AfterFirstFulfilled) => {
+                elapsed >= job.run && !job.fails && job.fulfilled_shown.swap(true, Ordering::SeqCst)
+            }
+            None => false,
+        };
+        let expiration = if job.early_expiry == Some(EarlyExpiry::AtCompletion) {
+            completion
+        } else {
+            completion + self.expiry
+        };
         let state = if elapsed < job.run / 2 {
             job_state::QUEUED
         } else if elapsed < job.run {
             job_state::PENDING
-        } else if sim_now >= expiration {
+        } else if early || sim_now >= expiration {
             job_state::EXPIRED
         } else if job.fails {
             job_state::FAILED
@@ -292,6 +312,7 @@ mod tests {
             run,
             availability_ms: 0,
             fails,
+            early_expiry: None,
         }
     }
 
@@ -342,6 +363,30 @@ mod tests {
             jobs.get(&id, JobKind::Conversations).err(),
             Some(JobError::NotFound)
         );
+    }
+
+    #[test]
+    fn early_expiry_shows_at_completion_or_after_one_fulfilled() {
+        let run = Duration::from_secs(1);
+        let jobs = Jobs::new(RunTime::fixed(run), Duration::from_secs(3600), 5, true);
+        let t0 = Instant::now();
+        let done = t0 + run;
+        for (id, how) in [
+            ("at", EarlyExpiry::AtCompletion),
+            ("after", EarlyExpiry::AfterFirstFulfilled),
+        ] {
+            let mut new = job(id, JobKind::Users, run, false);
+            new.early_expiry = Some(how);
+            jobs.submit(new, t0, ms(0)).unwrap();
+        }
+        let at = jobs.get("at", JobKind::Users).unwrap();
+        assert_eq!(jobs.status(&at, t0, ms(0)).state, "QUEUED");
+        assert_eq!(jobs.status(&at, done, ms(0)).state, "EXPIRED");
+        let after = jobs.get("after", JobKind::Users).unwrap();
+        assert_eq!(jobs.status(&after, t0, ms(0)).state, "QUEUED");
+        assert_eq!(jobs.status(&after, done, ms(0)).state, "FULFILLED");
+        assert_eq!(jobs.status(&after, done, ms(0)).state, "EXPIRED");
+        assert_eq!(jobs.status(&after, done, ms(0)).state, "EXPIRED");
     }
 
     #[test]

@@ -742,6 +742,11 @@ async fn submit_job(
             }
         };
         let fails = c.st.faults.job_fails();
+        let early_expiry = if fails {
+            None
+        } else {
+            c.st.faults.job_expires_early()
+        };
         let availability = c.st.availability(c.now);
         let availability_ms = availability.timestamp_millis();
         let results = Arc::new(match &query {
@@ -759,6 +764,7 @@ async fn submit_job(
             run,
             availability_ms,
             fails,
+            early_expiry,
         };
         let job_id =
             c.st.jobs
