@@ -20,7 +20,9 @@
 //! the SQLite file goes; default the temp dir), `BENCH_WRITER_CONNECTIONS` (the Writer's
 //! `writer_connections`, default the engine's: 2; SQLite always 1). Each page belongs to one
 //! of `BENCH_OUTSTANDING` leased partitions, as a fetcher's does, so the pages spread over
-//! the connections (and each batch fences its leases, as the engine's do).
+//! the connections (and each batch fences its leases, as the engine's do). `BENCH_PASSES`
+//! (default `first,unchanged,changed,floor`) runs only the passes named, e.g. `first` to
+//! profile the first ingest alone.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -330,11 +332,17 @@ fn run_passes(
     changed: &[Vec<ConversationRecord>],
     outstanding: usize,
 ) {
-    for (pass, pages) in [
-        ("first ingest (insert)", pages),
-        ("re-ingest unchanged (skip)", pages),
-        ("re-ingest changed", changed),
+    let passes =
+        std::env::var("BENCH_PASSES").unwrap_or_else(|_| "first,unchanged,changed,floor".into());
+    let wanted = |p: &str| passes.split(',').any(|w| w.trim() == p);
+    for (key, pass, pages) in [
+        ("first", "first ingest (insert)", pages),
+        ("unchanged", "re-ingest unchanged (skip)", pages),
+        ("changed", "re-ingest changed", changed),
     ] {
+        if !wanted(key) {
+            continue;
+        }
         let r = write_all(url, pages, outstanding);
         println!(
             "{label:<16} {pass:<26} {:>8.0} conversations/s {:>9.0} rows/s  ({} conversations in {:.2}s; Sluice CPU {:.0} µs/conversation)  peak RSS {:.0} MiB",
@@ -345,6 +353,9 @@ fn run_passes(
             r.cpu_seconds * 1e6 / r.conversations.max(1) as f64,
             peak_rss_mib()
         );
+    }
+    if !wanted("floor") {
+        return;
     }
     let conversations = pages.iter().map(|p| p.len()).sum::<usize>();
     let rows: usize = pages

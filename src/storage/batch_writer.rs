@@ -56,8 +56,10 @@ pub struct WriteCounters {
 }
 
 /// Times a batch is written again after a write conflict before the error counts as
-/// permanent.
-pub const CONFLICT_RETRIES: u32 = 3;
+/// permanent. Each conflict means another connection committed one of the batch's rows, which
+/// the next attempt finds stored, so retries make progress; a busy overlap (several lanes
+/// writing the conversations around one midnight) can need more than two or three.
+pub const CONFLICT_RETRIES: u32 = 8;
 
 /// Owns the Writer's connection and runs batches and checkpoint operations with reconnects
 /// and retries. Plain struct: the actor is a thin shell around it, and tests drive it
