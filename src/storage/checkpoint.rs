@@ -16,8 +16,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::dsl::sql;
-use diesel::sql_types::BigInt;
 use diesel::{
     BoolExpressionMethods, ExpressionMethods, OptionalExtension, QueryDsl, Queryable, RunQueryDsl,
 };
@@ -25,8 +23,13 @@ use rand::RngCore;
 
 use super::connection::{Connection, StorageError};
 use super::models::{db_time, utc};
-use super::schema::{conversations, ingest_partitions as ip, ingest_runs};
+use super::schema::ingest_partitions as ip;
 use crate::dispatch;
+
+pub use super::reopen::{
+    non_final_conversations, reopen_for_resync, reopen_for_settle, reopen_partitions,
+};
+pub use super::runs::{end_run, start_run};
 
 /// What a partition holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -655,184 +658,4 @@ pub fn split_partition(
             .collect();
         plan_partitions(conn, &wanted, now)
     })
-}
-
-/// Sets `done`/`unverified` partitions of `dataset` overlapping `[from, to)` that are not
-/// final back to `pending` (catch-up re-fetches data that may still change). Returns how many.
-pub fn reopen_partitions(
-    conn: &mut Connection,
-    dataset: Dataset,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<usize, StorageError> {
-    let (from, to) = (db_time(from), db_time(to));
-    let reopenable = [
-        PartitionStatus::Done.as_str(),
-        PartitionStatus::Unverified.as_str(),
-    ];
-    let n = dispatch!(conn, |c| diesel::update(
-        ip::table
-            .filter(ip::dataset.eq(dataset.as_str()))
-            .filter(ip::range_start.lt(to))
-            .filter(ip::range_end.gt(from))
-            .filter(ip::status.eq_any(reopenable))
-            .filter(ip::is_final.eq(false))
-    )
-    .set((
-        ip::status.eq(PartitionStatus::Pending.as_str()),
-        ip::lease_owner.eq(None::<String>),
-        ip::lease_token.eq(None::<String>),
-        ip::lease_expires_at.eq(None::<NaiveDateTime>),
-        ip::updated_at.eq(db_time(now)),
-    ))
-    .execute(c))?;
-    Ok(n)
-}
-
-/// Sets the `done` partitions `ids` that are not settled back to `pending` for their settle
-/// re-fetch (see [`crate::settle`]). Fenced by status: a partition running, reopened or
-/// settled meanwhile is left alone. Returns how many.
-pub fn reopen_for_settle(
-    conn: &mut Connection,
-    ids: &[i64],
-    now: DateTime<Utc>,
-) -> Result<usize, StorageError> {
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let mut n = 0;
-    for chunk in ids.chunks(500) {
-        n += dispatch!(&mut *conn, |c| diesel::update(
-            ip::table
-                .filter(ip::id.eq_any(chunk))
-                .filter(ip::status.eq(PartitionStatus::Done.as_str()))
-                .filter(ip::is_settled.eq(false))
-        )
-        .set((
-            ip::status.eq(PartitionStatus::Pending.as_str()),
-            ip::lease_owner.eq(None::<String>),
-            ip::lease_token.eq(None::<String>),
-            ip::lease_expires_at.eq(None::<NaiveDateTime>),
-            ip::updated_at.eq(db_time(now)),
-        ))
-        .execute(c))?;
-    }
-    Ok(n)
-}
-
-/// `sluice resync`: sets every `done`, `unverified` or `failed` partition of `datasets`
-/// overlapping `[from, to)` back to `pending` (attempts reset), so the backfill that follows
-/// fetches each again. Fenced by status: a `running` partition (another instance's lease) is
-/// left alone. Returns how many.
-pub fn reopen_for_resync(
-    conn: &mut Connection,
-    datasets: &[Dataset],
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<usize, StorageError> {
-    let names: Vec<&str> = datasets.iter().map(|d| d.as_str()).collect();
-    let (from, to) = (db_time(from), db_time(to));
-    let reopenable = [
-        PartitionStatus::Done.as_str(),
-        PartitionStatus::Unverified.as_str(),
-        PartitionStatus::Failed.as_str(),
-    ];
-    let n = dispatch!(conn, |c| diesel::update(
-        ip::table
-            .filter(ip::dataset.eq_any(&names))
-            .filter(ip::range_start.lt(to))
-            .filter(ip::range_end.gt(from))
-            .filter(ip::status.eq_any(reopenable))
-    )
-    .set((
-        ip::status.eq(PartitionStatus::Pending.as_str()),
-        ip::attempts.eq(0),
-        ip::lease_owner.eq(None::<String>),
-        ip::lease_token.eq(None::<String>),
-        ip::lease_expires_at.eq(None::<NaiveDateTime>),
-        ip::updated_at.eq(db_time(now)),
-    ))
-    .execute(c))?;
-    Ok(n)
-}
-
-/// Stored conversations that are not final and started before `before`: `(id, start)`,
-/// oldest first.
-pub fn non_final_conversations(
-    conn: &mut Connection,
-    before: DateTime<Utc>,
-) -> Result<Vec<(String, DateTime<Utc>)>, StorageError> {
-    let before = db_time(before);
-    let v: Vec<(String, NaiveDateTime)> = dispatch!(conn, |c| conversations::table
-        .filter(conversations::is_final.eq(false))
-        .filter(conversations::conversation_start.lt(before))
-        .order(conversations::conversation_start.asc())
-        .select((
-            conversations::conversation_id,
-            conversations::conversation_start
-        ))
-        .load(c))?;
-    Ok(v.into_iter().map(|(id, t)| (id, utc(t))).collect())
-}
-
-/// Opens an `ingest_runs` row; returns its id.
-pub fn start_run(
-    conn: &mut Connection,
-    command: &str,
-    range: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    now: DateTime<Utc>,
-) -> Result<i64, StorageError> {
-    let now = db_time(now);
-    conn.transaction(|conn| {
-        dispatch!(&mut *conn, |c| diesel::insert_into(ingest_runs::table)
-            .values((
-                ingest_runs::command.eq(command),
-                ingest_runs::range_start.eq(range.map(|r| db_time(r.0))),
-                ingest_runs::range_end.eq(range.map(|r| db_time(r.1))),
-                ingest_runs::started_at.eq(now),
-                ingest_runs::requests.eq(0i64),
-                ingest_runs::rate_limited_requests.eq(0i64),
-                ingest_runs::rows_written.eq(0i64),
-            ))
-            .execute(c))?;
-        // The id of this connection's own insert (several instances insert at once).
-        let id: i64 = match conn {
-            Connection::Mysql(c) => {
-                diesel::select(sql::<BigInt>("CAST(LAST_INSERT_ID() AS SIGNED)")).get_result(c)?
-            }
-            Connection::Sqlite(c) => {
-                diesel::select(sql::<BigInt>("last_insert_rowid()")).get_result(c)?
-            }
-        };
-        if id <= 0 {
-            return Err(StorageError::InvalidData(
-                "ingest_runs insert returned no id".into(),
-            ));
-        }
-        Ok(id)
-    })
-}
-
-/// Closes an `ingest_runs` row with its totals.
-pub fn end_run(
-    conn: &mut Connection,
-    id: i64,
-    requests: i64,
-    rate_limited: i64,
-    rows_written: i64,
-    now: DateTime<Utc>,
-) -> Result<(), StorageError> {
-    dispatch!(conn, |c| diesel::update(
-        ingest_runs::table.filter(ingest_runs::id.eq(id))
-    )
-    .set((
-        ingest_runs::ended_at.eq(Some(db_time(now))),
-        ingest_runs::requests.eq(requests),
-        ingest_runs::rate_limited_requests.eq(rate_limited),
-        ingest_runs::rows_written.eq(rows_written),
-    ))
-    .execute(c))?;
-    Ok(())
 }
