@@ -609,7 +609,9 @@ fn write_conversations(
         rows.len(),
         t_rewritten.elapsed()
     );
-    out.rows = rows.len() + changed.len();
+    // Rows written: the new ones, the changed conversations' own rows (upserted) and the
+    // children that differed (inserted again); not the children left as they were.
+    out.rows = rows.len() + changed.conversations.len() + children.inserted;
     Ok(out)
 }
 

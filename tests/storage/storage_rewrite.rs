@@ -168,6 +168,10 @@ fn the_digest_skip_never_skips_a_change_and_rewrites_only_what_changed() {
             .map(|t| dump(&mut conn, t, &["last_ingested_at"]))
             .collect();
 
+        let skip = ["id", "first_ingested_at", "last_ingested_at"];
+        let before_rows: Vec<Vec<String>> =
+            TABLES.iter().map(|t| dump(&mut conn, t, &skip)).collect();
+
         let later = base + Duration::days(3);
         let out = write(&mut conn, &v2, &[], later);
         assert_eq!(out.conversations_changed, changed as u64, "{backend:?}");
@@ -176,16 +180,39 @@ fn the_digest_skip_never_skips_a_change_and_rewrites_only_what_changed() {
             (v2.len() - changed) as u64,
             "{backend:?}"
         );
+        // Rows written = rows of the new content that were not stored before (by value, ids
+        // aside): the changed conversations' own rows and their differing children only.
+        let new_or_differing: usize = TABLES
+            .iter()
+            .zip(&before_rows)
+            .map(|(t, before)| {
+                let mut left: Vec<&String> = before.iter().collect();
+                dump(&mut conn, t, &skip)
+                    .iter()
+                    .filter(|line| match left.iter().position(|b| *b == *line) {
+                        Some(i) => {
+                            left.swap_remove(i);
+                            false
+                        }
+                        None => true,
+                    })
+                    .count()
+            })
+            .sum();
+        assert!(new_or_differing >= changed, "{backend:?}");
         assert_eq!(
-            out.rows_written, changed_rows as u64,
-            "{backend:?}: only the changed conversations' rows are written"
+            out.rows_written, new_or_differing as u64,
+            "{backend:?}: only the changed conversations' differing rows are written"
+        );
+        assert!(
+            (out.rows_written as usize) < changed_rows,
+            "{backend:?}: children left as they were are not counted as written"
         );
 
         // Exactly the new content: the same tables as a database that only ever saw v2.
         let fresh = same_backend(&db);
         let mut fconn = fresh.connect();
         write(&mut fconn, &v2, &[], later);
-        let skip = ["id", "first_ingested_at", "last_ingested_at"];
         for t in TABLES {
             assert_eq!(
                 dump(&mut conn, t, &skip),
