@@ -508,18 +508,13 @@ impl Coordinator {
                                 Ok(Ok(rows)) => {
                                     act.progress.add_total(rows.len() as u64);
                                     for r in rows {
-                                        act.schedule.enqueue(Work {
-                                            id: r.id,
-                                            dataset: r.dataset,
-                                            range: Interval::new(r.range_start, r.range_end),
-                                            // Pieces of a query split stay on the query.
-                                            path: Path::Query,
-                                            is_final: parent.is_final,
-                                            priority: parent.priority,
-                                            attempts: 0,
-                                            not_before: None,
-                                            watermark: None,
-                                        });
+                                        // Pieces of a query split stay on the query.
+                                        act.schedule.enqueue(Work::of_partition(
+                                            &r,
+                                            Path::Query,
+                                            parent.is_final,
+                                            parent.priority,
+                                        ));
                                     }
                                 }
                                 Ok(Err(e)) => {

@@ -116,18 +116,8 @@ pub(crate) async fn run_round(input: RoundInput) -> Result<Planned, String> {
         let mut work: Vec<Work> = Vec::new();
         for (id, is_final) in &round.run {
             if let Some(r) = by_id.get(id) {
-                let range = Interval::new(r.range_start, r.range_end);
-                work.push(Work {
-                    id: r.id,
-                    dataset,
-                    range,
-                    path: choose_path(range, input.mode, availability),
-                    is_final: *is_final,
-                    priority: input.priority,
-                    attempts: 0,
-                    not_before: None,
-                    watermark: None,
-                });
+                let path = choose_path(r.range(), input.mode, availability);
+                work.push(Work::of_partition(r, path, *is_final, input.priority));
             }
         }
         // Settle: done blocks first fetched too young, now old enough (not those reopened above).
@@ -144,18 +134,9 @@ pub(crate) async fn run_round(input: RoundInput) -> Result<Planned, String> {
             log::info!("settling {n} partitions of {dataset} (older than settle_hours)");
             for id in &due {
                 if let Some(r) = by_id.get(id) {
-                    let range = Interval::new(r.range_start, r.range_end);
-                    work.push(Work {
-                        id: r.id,
-                        dataset,
-                        range,
-                        path: choose_path(range, input.mode, availability),
-                        is_final: r.range_end <= input.watermark,
-                        priority: WorkPriority::Settle,
-                        attempts: 0,
-                        not_before: None,
-                        watermark: None,
-                    });
+                    let path = choose_path(r.range(), input.mode, availability);
+                    let is_final = r.range_end <= input.watermark;
+                    work.push(Work::of_partition(r, path, is_final, WorkPriority::Settle));
                 }
             }
         }
@@ -183,18 +164,9 @@ pub(crate) async fn run_round(input: RoundInput) -> Result<Planned, String> {
                 if r.status == PartitionStatus::Done {
                     continue;
                 }
-                let range = Interval::new(r.range_start, r.range_end);
-                work.push(Work {
-                    id: r.id,
-                    dataset,
-                    range,
-                    path: choose_path(range, input.mode, availability),
-                    is_final: r.range_end <= input.watermark,
-                    priority: input.priority,
-                    attempts: 0,
-                    not_before: None,
-                    watermark: None,
-                });
+                let path = choose_path(r.range(), input.mode, availability);
+                let is_final = r.range_end <= input.watermark;
+                work.push(Work::of_partition(&r, path, is_final, input.priority));
             }
         }
         let in_range = views.len() as u64

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::genesys::model::Interval;
 use crate::plan::{Block, Path};
-use crate::storage::checkpoint::Dataset;
+use crate::storage::checkpoint::{Dataset, PartitionRow};
 use crate::verify::Tally;
 
 /// Which queue a partition waits in.
@@ -39,6 +39,26 @@ pub struct Work {
 }
 
 impl Work {
+    /// Work on the stored partition `row`, not yet tried in this run.
+    pub fn of_partition(
+        row: &PartitionRow,
+        path: Path,
+        is_final: bool,
+        priority: WorkPriority,
+    ) -> Self {
+        Work {
+            id: row.id,
+            dataset: row.dataset,
+            range: row.range(),
+            path,
+            is_final,
+            priority,
+            attempts: 0,
+            not_before: None,
+            watermark: None,
+        }
+    }
+
     /// The planned block.
     pub fn block(&self) -> Block {
         Block {

@@ -173,6 +173,13 @@ struct PartitionRecord {
     is_settled: bool,
 }
 
+impl PartitionRow {
+    /// The partition's time block.
+    pub fn range(&self) -> crate::genesys::model::Interval {
+        crate::genesys::model::Interval::new(self.range_start, self.range_end)
+    }
+}
+
 impl TryFrom<PartitionRecord> for PartitionRow {
     type Error = StorageError;
     fn try_from(r: PartitionRecord) -> Result<Self, StorageError> {
@@ -322,6 +329,26 @@ pub fn load_partitions(
     rows(recs)
 }
 
+/// The columns that end a partition's lease (no owner, token or expiry), with its new `status`.
+pub(crate) type LeaseEnded = (
+    diesel::dsl::Eq<ip::status, &'static str>,
+    diesel::dsl::Eq<ip::lease_owner, Option<String>>,
+    diesel::dsl::Eq<ip::lease_token, Option<String>>,
+    diesel::dsl::Eq<ip::lease_expires_at, Option<NaiveDateTime>>,
+    diesel::dsl::Eq<ip::updated_at, NaiveDateTime>,
+);
+
+/// The changeset that ends a partition's lease and sets its `status` (release, split, reopen).
+pub(crate) fn lease_ended(status: PartitionStatus, now: NaiveDateTime) -> LeaseEnded {
+    (
+        ip::status.eq(status.as_str()),
+        ip::lease_owner.eq(None::<String>),
+        ip::lease_token.eq(None::<String>),
+        ip::lease_expires_at.eq(None::<NaiveDateTime>),
+        ip::updated_at.eq(now),
+    )
+}
+
 /// A fresh lease token: 128 random bits in hex.
 pub fn new_lease_token() -> String {
     let mut b = [0u8; 16];
@@ -459,13 +486,7 @@ pub fn release_partition(
             .filter(ip::lease_token.eq(token))
             .filter(ip::status.eq(PartitionStatus::Running.as_str()))
     )
-    .set((
-        ip::status.eq(PartitionStatus::Pending.as_str()),
-        ip::lease_owner.eq(None::<String>),
-        ip::lease_token.eq(None::<String>),
-        ip::lease_expires_at.eq(None::<NaiveDateTime>),
-        ip::updated_at.eq(db_time(now)),
-    ))
+    .set(lease_ended(PartitionStatus::Pending, db_time(now)))
     .execute(c))?;
     Ok(n == 1)
 }
@@ -637,13 +658,7 @@ pub fn split_partition(
                 .filter(ip::lease_token.eq(token))
                 .filter(ip::status.eq(PartitionStatus::Running.as_str()))
         )
-        .set((
-            ip::status.eq(PartitionStatus::Split.as_str()),
-            ip::lease_owner.eq(None::<String>),
-            ip::lease_token.eq(None::<String>),
-            ip::lease_expires_at.eq(None::<NaiveDateTime>),
-            ip::updated_at.eq(db_now),
-        ))
+        .set(lease_ended(PartitionStatus::Split, db_now))
         .execute(c))?;
         if n != 1 {
             return Err(StorageError::LeaseLost { partition_id: id });

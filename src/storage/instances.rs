@@ -18,7 +18,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::{BoolExpressionMethods, ExpressionMethods, OptionalExtension, QueryDsl, RunQueryDsl};
 
-use super::checkpoint::{self, Dataset, PartitionRow, PartitionStatus};
+use super::checkpoint::{self, lease_ended, Dataset, PartitionRow, PartitionStatus};
 use super::connection::{Connection, StorageError};
 use super::models::{db_time, utc};
 use super::schema::{ingest_partitions as ip, instance_leases as il, instances as inst};
@@ -333,13 +333,7 @@ pub fn hand_over_range(
             .filter(ip::range_end.gt(db_time(from)))
             .filter(ip::status.eq_any(retry))
     )
-    .set((
-        ip::status.eq(PartitionStatus::Pending.as_str()),
-        ip::lease_owner.eq(None::<String>),
-        ip::lease_token.eq(None::<String>),
-        ip::lease_expires_at.eq(None::<NaiveDateTime>),
-        ip::updated_at.eq(db_time(now)),
-    ))
+    .set(lease_ended(PartitionStatus::Pending, db_time(now)))
     .execute(c))?;
     Ok(n)
 }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 
-use super::checkpoint::{Dataset, PartitionStatus};
+use super::checkpoint::{lease_ended, Dataset, PartitionStatus};
 use super::connection::{Connection, StorageError};
 use super::models::{db_time, utc};
 use super::schema::{conversations, ingest_partitions as ip};
@@ -34,13 +34,7 @@ pub fn reopen_partitions(
             .filter(ip::status.eq_any(reopenable))
             .filter(ip::is_final.eq(false))
     )
-    .set((
-        ip::status.eq(PartitionStatus::Pending.as_str()),
-        ip::lease_owner.eq(None::<String>),
-        ip::lease_token.eq(None::<String>),
-        ip::lease_expires_at.eq(None::<NaiveDateTime>),
-        ip::updated_at.eq(db_time(now)),
-    ))
+    .set(lease_ended(PartitionStatus::Pending, db_time(now)))
     .execute(c))?;
     Ok(n)
 }
@@ -64,13 +58,7 @@ pub fn reopen_for_settle(
                 .filter(ip::status.eq(PartitionStatus::Done.as_str()))
                 .filter(ip::is_settled.eq(false))
         )
-        .set((
-            ip::status.eq(PartitionStatus::Pending.as_str()),
-            ip::lease_owner.eq(None::<String>),
-            ip::lease_token.eq(None::<String>),
-            ip::lease_expires_at.eq(None::<NaiveDateTime>),
-            ip::updated_at.eq(db_time(now)),
-        ))
+        .set(lease_ended(PartitionStatus::Pending, db_time(now)))
         .execute(c))?;
     }
     Ok(n)
@@ -102,12 +90,8 @@ pub fn reopen_for_resync(
             .filter(ip::status.eq_any(reopenable))
     )
     .set((
-        ip::status.eq(PartitionStatus::Pending.as_str()),
+        lease_ended(PartitionStatus::Pending, db_time(now)),
         ip::attempts.eq(0),
-        ip::lease_owner.eq(None::<String>),
-        ip::lease_token.eq(None::<String>),
-        ip::lease_expires_at.eq(None::<NaiveDateTime>),
-        ip::updated_at.eq(db_time(now)),
     ))
     .execute(c))?;
     Ok(n)

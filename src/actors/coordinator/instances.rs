@@ -49,19 +49,15 @@ impl Coordinator {
                     continue;
                 }
                 adopted += 1;
-                let range = Interval::new(r.range_start, r.range_end);
                 let availability = act.fetch.availability_for(r.dataset);
-                act.schedule.enqueue(Work {
-                    id: r.id,
-                    dataset: r.dataset,
-                    range,
-                    path: choose_path(range, act.settings.mode, availability),
-                    is_final: r.range_end <= wm,
-                    priority: WorkPriority::Backfill,
-                    attempts: 0,
-                    not_before: None,
-                    watermark: None,
-                });
+                let path = choose_path(r.range(), act.settings.mode, availability);
+                let is_final = r.range_end <= wm;
+                act.schedule.enqueue(Work::of_partition(
+                    &r,
+                    path,
+                    is_final,
+                    WorkPriority::Backfill,
+                ));
             }
             if adopted > 0 {
                 log::info!("fetching {adopted} partitions planned by other instances");
