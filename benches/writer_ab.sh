@@ -5,6 +5,11 @@
 # same speed. Prints the bench lines of every run.
 #
 #   benches/writer_ab.sh [OLD_COMMIT] [ROUNDS]      (default 41679d7, 3)
+#
+# AB_SHAPES (default "100x8") lists page shapes, conversations per page x pages in flight:
+# 100x8 is the synchronous query's pages awaited by 8 fetchers, 1000x16 the jobs path's
+# results pages with the engine's 8 fetchers x max_outstanding_pages 2. Other BENCH_*
+# variables (BENCH_BACKENDS, BENCH_CONVERSATIONS, ...) pass through to both benches.
 set -euo pipefail
 OLD=${1:-41679d7}
 ROUNDS=${2:-3}
@@ -45,9 +50,12 @@ mysql -uroot -h127.0.0.1 -P"$PORT" -e "CREATE DATABASE IF NOT EXISTS test"
 
 export SLUICE_TEST_MYSQL="mysql://root@127.0.0.1:$PORT/test"
 for i in $(seq 1 "$ROUNDS"); do
-  echo "== round $i old ($OLD) $(date -u +%H:%M:%S)"
-  "$OLD_BIN" --bench 2>&1 | grep -E "^(mysql|sqlite)"
-  echo "== round $i new ($(git rev-parse --short HEAD)) $(date -u +%H:%M:%S)"
-  # `shared` is the server of SLUICE_TEST_MYSQL: the one started above.
-  BENCH_SERVERS=shared "$NEW_BIN" --bench 2>&1 | grep -E "^(mysql|sqlite)"
+  for shape in ${AB_SHAPES:-100x8}; do
+    export BENCH_PAGE=${shape%x*} BENCH_OUTSTANDING=${shape#*x}
+    echo "== round $i, pages of $BENCH_PAGE, $BENCH_OUTSTANDING in flight: old ($OLD) $(date -u +%H:%M:%S)"
+    "$OLD_BIN" --bench 2>&1 | grep -E "^(mysql|sqlite)"
+    echo "== round $i, pages of $BENCH_PAGE, $BENCH_OUTSTANDING in flight: new ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src benches || echo '+changes')) $(date -u +%H:%M:%S)"
+    # `shared` is the server of SLUICE_TEST_MYSQL: the one started above.
+    BENCH_SERVERS=shared "$NEW_BIN" --bench 2>&1 | grep -E "^(mysql|sqlite)"
+  done
 done

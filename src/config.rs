@@ -26,7 +26,7 @@
 //! fetchers = 8
 //!
 //! [writer]                         # batching and retries of the Writer (file only, except:)
-//! batch_max_conversations = 1000
+//! batch_max_conversations = 1000   # default: 1000 on MySQL, 5000 on SQLite
 //! writer_connections = 2           # SLUICE_WRITER_CONNECTIONS: pages written over this many
 //!                                  # connections in parallel (1..=16; always 1 on SQLite)
 //! ```
@@ -826,7 +826,7 @@ page_size = 50
             &[],
         )
         .unwrap();
-        assert_eq!(cfg.writer.batch_max_conversations, 250);
+        assert_eq!(cfg.writer.batch_max_conversations, Some(250));
         assert!(!cfg.writer.group_commit);
         assert_eq!(
             cfg.writer.batch_max_rows,

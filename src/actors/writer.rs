@@ -12,7 +12,8 @@
 //! while the previous one was being written: one page per transaction when the load is light
 //! (lowest latency), large batches when fetchers outpace the database (highest throughput). A
 //! batch is also cut when it reaches `batch_max_conversations` conversations or
-//! `batch_max_rows` rows, on [`Flush`], before any checkpoint message (so messages take effect
+//! `batch_max_rows` rows (by default 1,000 and 40,000 on MySQL, 5,000 and 150,000 on SQLite:
+//! [`BatchLimits`]), on [`Flush`], before any checkpoint message (so messages take effect
 //! in the order they were sent), and when the actor stops. `batch_max_age_ms` bounds how long
 //! a page may wait in any case: [`start_writer_with`] runs a small ticker on the caller's arbiter
 //! that sends an internal `FlushDue` every half of it (a SyncActor has no timers).
@@ -58,7 +59,7 @@ pub use super::writer_checkpoint::{
 use super::writer_lanes::{Barrier, Lane};
 use crate::storage::lanes::{lanes_for, LaneGate};
 pub use crate::storage::upstream::RunChanges;
-use crate::storage::write::BatchWriter;
+use crate::storage::write::{BatchLimits, BatchWriter};
 pub use crate::storage::write::{
     ConversationRecord, PageRecords, PageWrite, PartitionCompletion, WriteCounters, WriterConfig,
     WriterSettings,
@@ -217,6 +218,7 @@ struct Buffered {
 pub struct Writer {
     pub(super) core: BatchWriter,
     settings: WriterSettings,
+    limits: BatchLimits,
     buffer: Vec<Buffered>,
     buffered_rows: usize,
     buffered_conversations: usize,
@@ -237,6 +239,7 @@ impl Writer {
     pub fn new(url: DatabaseUrl, config: WriterConfig) -> Self {
         Writer {
             settings: config.settings.clone(),
+            limits: config.settings.batch_limits(url.backend()),
             core: BatchWriter::new(url, config),
             buffer: Vec::new(),
             buffered_rows: 0,
@@ -278,8 +281,8 @@ impl Writer {
         match self.oldest {
             None => false,
             Some(t) => {
-                self.buffered_conversations >= self.settings.batch_max_conversations
-                    || self.buffered_rows >= self.settings.batch_max_rows
+                self.buffered_conversations >= self.limits.conversations
+                    || self.buffered_rows >= self.limits.rows
                     || now.duration_since(t) >= self.settings.batch_max_age()
             }
         }
@@ -535,8 +538,8 @@ mod tests {
     #[test]
     fn a_batch_is_due_by_size_or_age() {
         let settings = WriterSettings {
-            batch_max_conversations: 10,
-            batch_max_rows: 1000,
+            batch_max_conversations: Some(10),
+            batch_max_rows: Some(1000),
             batch_max_age_ms: 200,
             ..WriterSettings::default()
         };

@@ -413,9 +413,16 @@ pub fn limit_mysql_driver_buffers() {
     }
 }
 
-/// WAL pages after which a committing SQLite connection checkpoints by itself (the backstop
-/// behind the Writer's background checkpoints; SQLite's default is 1,000).
-pub const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 8192;
+/// WAL pages (16 KiB each: 512 MiB) after which a committing SQLite connection checkpoints by
+/// itself: the backstop behind the Writer's background checkpoints (SQLite's default is
+/// 1,000). It counts the WAL's length since it last started over, copied or not, so a lower
+/// one (8,192 before) made a busy Writer stall on checkpoints the background thread had mostly
+/// done already (see [`super::wal`]).
+pub const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 32_768;
+
+/// Bytes the WAL file is cut back to when it starts over, so a burst does not leave a
+/// WAL of up to [`SQLITE_AUTOCHECKPOINT_PAGES`] on disk.
+pub const SQLITE_WAL_SIZE_LIMIT: u64 = 64 << 20;
 
 /// Opens a connection. MySQL sessions run in UTC; SQLite files use WAL journaling with
 /// `synchronous=NORMAL` (atomic and consistent after a crash; a power cut may lose the last
@@ -458,7 +465,8 @@ pub fn connect(url: &DatabaseUrl) -> Result<Connection, StorageError> {
                 "PRAGMA busy_timeout = 10000; PRAGMA page_size = 16384; \
                  PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                  PRAGMA foreign_keys = OFF; PRAGMA cache_size = -32768; \
-                 PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT_PAGES};"
+                 PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT_PAGES}; \
+                 PRAGMA journal_size_limit = {SQLITE_WAL_SIZE_LIMIT};"
             ))
             .map_err(StorageError::from)?;
             Ok(Connection::Sqlite(c))

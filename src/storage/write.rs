@@ -31,7 +31,7 @@ use serde::Deserialize;
 pub use super::batch_writer::{BatchWriter, WriteCounters};
 pub use super::checkpoint::PartitionCompletion;
 use super::checkpoint::{complete_partition, fence_lease, get_partition, Dataset};
-use super::connection::{Connection, StorageError};
+use super::connection::{Backend, Connection, StorageError};
 use super::ledger::{LeaseLedger, ReceivedKeys};
 pub use super::models::ConversationRecord;
 use super::models::{db_time, ConversationRows, NewConversation, UserRows};
@@ -111,10 +111,11 @@ pub struct WriterSettings {
     /// Write a batch as soon as the pages queued behind its first page are buffered (group
     /// commit). When false, batches wait for the size or age limits (or a Flush).
     pub group_commit: bool,
-    /// Flush when this many conversations are buffered.
-    pub batch_max_conversations: usize,
-    /// Flush when this many rows (all tables) are buffered.
-    pub batch_max_rows: usize,
+    /// Flush when this many conversations are buffered (unset: the backend's default, see
+    /// [`BatchLimits::default_for`]).
+    pub batch_max_conversations: Option<usize>,
+    /// Flush when this many rows (all tables) are buffered (unset: the backend's default).
+    pub batch_max_rows: Option<usize>,
     /// Flush when the oldest buffered page is this old (milliseconds).
     pub batch_max_age_ms: u64,
     /// Most rows per INSERT statement (keeps bind counts under both databases' limits);
@@ -138,8 +139,8 @@ impl Default for WriterSettings {
     fn default() -> Self {
         WriterSettings {
             group_commit: true,
-            batch_max_conversations: 1000,
-            batch_max_rows: 40_000,
+            batch_max_conversations: None,
+            batch_max_rows: None,
             batch_max_age_ms: 200,
             rows_per_statement: 1000,
             max_statement_bytes: 1 << 20,
@@ -151,7 +152,46 @@ impl Default for WriterSettings {
     }
 }
 
+/// Where the Writer cuts a batch (besides its age): the settings', else the backend's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub conversations: usize,
+    pub rows: usize,
+}
+
+impl BatchLimits {
+    /// A batch only holds pages the Fetchers sent and still await (`max_outstanding_pages`
+    /// each), so these bound a transaction, not memory. MySQL: one jobs page (1,000
+    /// conversations) per batch and lane; five gained ~10 % in the writer bench but took the
+    /// engine's peak RSS at 100,000 from 146 to 159 MB, too close to its 200 MB budget at
+    /// 1,000,000. SQLite: five jobs pages. Its one writer rewrites, at every commit, each
+    /// index page its random keys (conversation UUIDs) touch, so fewer, larger commits write
+    /// far less: first ingest in pages of 1,000, 5,140–5,377/s at 1,000 against
+    /// 6,308–6,389/s at 5,000 (`cargo bench --bench writer_throughput`, BENCHMARKS.md).
+    pub fn default_for(backend: Backend) -> Self {
+        match backend {
+            Backend::Mysql => BatchLimits {
+                conversations: 1000,
+                rows: 40_000,
+            },
+            Backend::Sqlite => BatchLimits {
+                conversations: 5000,
+                rows: 150_000,
+            },
+        }
+    }
+}
+
 impl WriterSettings {
+    /// The batch limits on `backend`: each one set in the settings, else the backend's.
+    pub fn batch_limits(&self, backend: Backend) -> BatchLimits {
+        let d = BatchLimits::default_for(backend);
+        BatchLimits {
+            conversations: self.batch_max_conversations.unwrap_or(d.conversations),
+            rows: self.batch_max_rows.unwrap_or(d.rows),
+        }
+    }
+
     /// Checks the values a batch cannot work without; the error names the setting.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let positive = |v: u64, k: &str| {
@@ -161,11 +201,12 @@ impl WriterSettings {
                 Err(SettingsError::new(k, format!("must be positive, got {v}")))
             }
         };
-        positive(
-            self.batch_max_conversations as u64,
-            "batch_max_conversations",
-        )?;
-        positive(self.batch_max_rows as u64, "batch_max_rows")?;
+        if let Some(n) = self.batch_max_conversations {
+            positive(n as u64, "batch_max_conversations")?;
+        }
+        if let Some(n) = self.batch_max_rows {
+            positive(n as u64, "batch_max_rows")?;
+        }
         positive(self.batch_max_age_ms, "batch_max_age_ms")?;
         positive(self.rows_per_statement as u64, "rows_per_statement")?;
         if self.max_statement_bytes < 64 << 10 {
@@ -729,6 +770,39 @@ mod tests {
         let d: Vec<u64> = (1..=6).map(|a| s.backoff(a).as_millis() as u64).collect();
         assert_eq!(d, vec![100, 200, 400, 800, 1000, 1000]);
         assert_eq!(s.backoff(200), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn batch_limits_are_the_settings_else_the_backends() {
+        let unset = WriterSettings::default();
+        assert_eq!(
+            unset.batch_limits(Backend::Sqlite),
+            BatchLimits {
+                conversations: 5000,
+                rows: 150_000
+            }
+        );
+        assert_eq!(
+            unset.batch_limits(Backend::Mysql),
+            BatchLimits {
+                conversations: 1000,
+                rows: 40_000
+            }
+        );
+        let one_set = WriterSettings {
+            batch_max_conversations: Some(250),
+            ..WriterSettings::default()
+        };
+        for backend in [Backend::Sqlite, Backend::Mysql] {
+            let l = one_set.batch_limits(backend);
+            assert_eq!(l.conversations, 250);
+            assert_eq!(l.rows, BatchLimits::default_for(backend).rows);
+        }
+        let zero = WriterSettings {
+            batch_max_rows: Some(0),
+            ..WriterSettings::default()
+        };
+        assert!(zero.validate().is_err());
     }
 
     #[test]

@@ -44,7 +44,7 @@ fn counts_off_runtime(url: &DatabaseUrl) -> [usize; 5] {
 fn settings(max_conversations: usize, max_age_ms: u64) -> WriterSettings {
     WriterSettings {
         group_commit: false,
-        batch_max_conversations: max_conversations,
+        batch_max_conversations: Some(max_conversations),
         batch_max_age_ms: max_age_ms,
         ..WriterSettings::default()
     }
@@ -222,7 +222,7 @@ fn killed_connections_lose_and_duplicate_nothing() {
                     // One connection: the kills must land mid-run (more connections finish
                     // the pages before the killer's cadence reaches them).
                     writer_connections: 1,
-                    batch_max_conversations: 100,
+                    batch_max_conversations: Some(100),
                     batch_max_age_ms: 10,
                     retry_initial_delay_ms: 20,
                     retry_max_delay_ms: 200,

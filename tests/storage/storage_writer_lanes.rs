@@ -45,7 +45,7 @@ fn config(lanes: usize, fault: Option<FaultHook>) -> WriterConfig {
     WriterConfig {
         settings: WriterSettings {
             writer_connections: lanes,
-            batch_max_conversations: 60,
+            batch_max_conversations: Some(60),
             retry_initial_delay_ms: 5,
             retry_max_delay_ms: 50,
             ..WriterSettings::default()
