@@ -33,6 +33,7 @@ pub mod reopen;
 pub mod rewrite;
 pub mod runs;
 pub mod schema;
+pub mod stored_time;
 pub mod upstream;
 pub mod wal;
 pub mod write;

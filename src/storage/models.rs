@@ -16,6 +16,7 @@ use super::schema::{
     conversations, participants, segments, session_metrics, sessions, user_presence,
     user_routing_status,
 };
+use super::stored_time::StoredTime;
 use crate::genesys::model::{Conversation, ReceivedConversation, UserDetail};
 
 /// An API instant as stored: UTC, truncated to milliseconds (the precision of `DATETIME(3)`,
@@ -24,6 +25,11 @@ pub fn db_time(t: DateTime<Utc>) -> NaiveDateTime {
     let n = t.naive_utc();
     let ms = n.nanosecond() / 1_000_000 * 1_000_000;
     n.with_nanosecond(ms).unwrap_or(n)
+}
+
+/// An API instant as the Writer binds it ([`db_time`] in a [`StoredTime`]).
+pub fn stored(t: DateTime<Utc>) -> StoredTime {
+    StoredTime(db_time(t))
 }
 
 /// A stored instant back as UTC.
@@ -74,16 +80,16 @@ impl ConversationRecord {
 #[diesel(table_name = conversations, treat_none_as_default_value = false)]
 pub struct NewConversation<'a> {
     pub conversation_id: &'a str,
-    pub conversation_start: NaiveDateTime,
-    pub conversation_end: Option<NaiveDateTime>,
+    pub conversation_start: StoredTime,
+    pub conversation_end: Option<StoredTime>,
     pub conversation_initiator: Option<&'a str>,
     pub originating_direction: Option<&'a str>,
     pub division_ids: Option<String>,
     pub media_stats_min_conversation_mos: Option<f64>,
     pub is_final: bool,
     pub raw_json: &'a str,
-    pub first_ingested_at: NaiveDateTime,
-    pub last_ingested_at: NaiveDateTime,
+    pub first_ingested_at: StoredTime,
+    pub last_ingested_at: StoredTime,
     pub content_digest: Option<String>,
 }
 
@@ -111,8 +117,8 @@ pub struct NewSession<'a> {
     pub media_type: Option<&'a str>,
     pub direction: Option<&'a str>,
     pub queue_id: Option<&'a str>,
-    pub session_start: Option<NaiveDateTime>,
-    pub session_end: Option<NaiveDateTime>,
+    pub session_start: Option<StoredTime>,
+    pub session_end: Option<StoredTime>,
     pub ani: Option<&'a str>,
     pub dnis: Option<&'a str>,
     pub address_from: Option<&'a str>,
@@ -137,10 +143,10 @@ pub struct NewSession<'a> {
 pub struct NewSegment<'a> {
     pub conversation_id: &'a str,
     pub session_id: &'a str,
-    pub segment_start: NaiveDateTime,
+    pub segment_start: StoredTime,
     pub segment_type: &'a str,
     pub participant_id: &'a str,
-    pub segment_end: Option<NaiveDateTime>,
+    pub segment_end: Option<StoredTime>,
     pub queue_id: Option<&'a str>,
     pub group_id: Option<&'a str>,
     pub wrap_up_code: Option<&'a str>,
@@ -156,7 +162,7 @@ pub struct NewSessionMetric<'a> {
     pub conversation_id: &'a str,
     pub session_id: &'a str,
     pub name: &'a str,
-    pub emit_date: NaiveDateTime,
+    pub emit_date: StoredTime,
     pub value: i64,
 }
 
@@ -218,8 +224,8 @@ impl<'a> ConversationRows<'a> {
         let cid = c.conversation_id.as_str();
         self.conversations.push(NewConversation {
             conversation_id: cid,
-            conversation_start: db_time(c.conversation_start),
-            conversation_end: c.conversation_end.map(db_time),
+            conversation_start: stored(c.conversation_start),
+            conversation_end: c.conversation_end.map(stored),
             conversation_initiator: c.conversation_initiator.as_deref(),
             originating_direction: c.originating_direction.as_deref(),
             division_ids: (!c.division_ids.is_empty())
@@ -229,8 +235,8 @@ impl<'a> ConversationRows<'a> {
                 .filter(|m| m.is_finite()),
             is_final: rec.is_final,
             raw_json: rec.received.raw_json.as_str(),
-            first_ingested_at: first_ingested_at.unwrap_or(now),
-            last_ingested_at: now,
+            first_ingested_at: StoredTime(first_ingested_at.unwrap_or(now)),
+            last_ingested_at: StoredTime(now),
             content_digest: Some(rec.content_digest()),
         });
 
@@ -270,8 +276,8 @@ impl<'a> ConversationRows<'a> {
                     media_type: s.media_type.as_deref(),
                     direction: s.direction.as_deref(),
                     queue_id: s.segments.iter().find_map(|g| g.queue_id.as_deref()),
-                    session_start: session_start.map(db_time),
-                    session_end: session_end.map(db_time),
+                    session_start: session_start.map(stored),
+                    session_end: session_end.map(stored),
                     ani: s.ani.as_deref(),
                     dnis: s.dnis.as_deref(),
                     address_from: s.address_from.as_deref(),
@@ -294,10 +300,10 @@ impl<'a> ConversationRows<'a> {
                     self.segments.push(NewSegment {
                         conversation_id: cid,
                         session_id: sid,
-                        segment_start: db_time(g.segment_start),
+                        segment_start: stored(g.segment_start),
                         segment_type: g.segment_type.as_deref().unwrap_or(UNKNOWN_SEGMENT_TYPE),
                         participant_id: pid,
-                        segment_end: g.segment_end.map(db_time),
+                        segment_end: g.segment_end.map(stored),
                         queue_id: g.queue_id.as_deref(),
                         group_id: g.group_id.as_deref(),
                         wrap_up_code: g.wrap_up_code.as_deref(),
@@ -312,7 +318,7 @@ impl<'a> ConversationRows<'a> {
                         conversation_id: cid,
                         session_id: sid,
                         name: m.name.as_str(),
-                        emit_date: db_time(m.emit_date),
+                        emit_date: stored(m.emit_date),
                         value: m.value,
                     });
                 }

@@ -25,7 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::NaiveDateTime;
+use super::stored_time::StoredTime;
 use diesel::{ExpressionMethods, QueryDsl, Queryable, RunQueryDsl, Selectable, SelectableHelper};
 
 use super::connection::{Backend, Connection, StorageError};
@@ -411,8 +411,8 @@ struct StoredSession {
     media_type: Option<String>,
     direction: Option<String>,
     queue_id: Option<String>,
-    session_start: Option<NaiveDateTime>,
-    session_end: Option<NaiveDateTime>,
+    session_start: Option<StoredTime>,
+    session_end: Option<StoredTime>,
     ani: Option<String>,
     dnis: Option<String>,
     address_from: Option<String>,
@@ -473,10 +473,10 @@ struct StoredSegment {
     id: i64,
     conversation_id: String,
     session_id: String,
-    segment_start: NaiveDateTime,
+    segment_start: StoredTime,
     segment_type: String,
     participant_id: String,
-    segment_end: Option<NaiveDateTime>,
+    segment_end: Option<StoredTime>,
     queue_id: Option<String>,
     group_id: Option<String>,
     wrap_up_code: Option<String>,
@@ -487,7 +487,7 @@ struct StoredSegment {
 }
 
 impl StoredSegment {
-    fn key(&self) -> (&str, &str, NaiveDateTime, &str) {
+    fn key(&self) -> (&str, &str, StoredTime, &str) {
         (
             &self.conversation_id,
             &self.session_id,
@@ -522,12 +522,12 @@ struct StoredMetric {
     conversation_id: String,
     session_id: String,
     name: String,
-    emit_date: NaiveDateTime,
+    emit_date: StoredTime,
     value: i64,
 }
 
 impl StoredMetric {
-    fn key(&self) -> (&str, &str, &str, NaiveDateTime) {
+    fn key(&self) -> (&str, &str, &str, StoredTime) {
         (
             &self.conversation_id,
             &self.session_id,
