@@ -37,6 +37,7 @@ pub mod stored_time;
 pub mod upstream;
 pub mod wal;
 pub mod write;
+pub mod writer_settings;
 
 pub use checkpoint::{Dataset, NewPartition, PartitionRow, PartitionStatus};
 pub use connection::{connect, Backend, Connection, DatabaseUrl, StorageError};

@@ -87,6 +87,46 @@ impl<Tab, V> QueryId for MultiRowInsert<Tab, V> {
 
 impl<Tab, V, Conn> diesel::RunQueryDsl<Conn> for MultiRowInsert<Tab, V> {}
 
+/// A plain [`MultiRowInsert`] of exactly `N` rows of the `Insertable` struct `Row` (named with a
+/// `'static` lifetime). Its text is a function of `Tab`, `Row`'s columns and `N` alone, so the
+/// statement cache keys it by that type: a cached execution only binds, where a
+/// `MultiRowInsert` renders its whole text (some 20 KB at 256 rows) and hashes and compares it
+/// to find the statement.
+pub struct FixedInsert<Tab, Row, V, const N: usize> {
+    insert: MultiRowInsert<Tab, V>,
+    _row: std::marker::PhantomData<Row>,
+}
+
+impl<Tab, Row, V, const N: usize> FixedInsert<Tab, Row, V, N> {
+    /// `None` unless `insert` has exactly `N` rows and no suffix.
+    pub fn new(insert: MultiRowInsert<Tab, V>) -> Option<Self> {
+        (insert.rows.len() == N && insert.suffix.is_empty()).then_some(FixedInsert {
+            insert,
+            _row: std::marker::PhantomData,
+        })
+    }
+}
+
+impl<Tab, Row, V, DB, const N: usize> QueryFragment<DB> for FixedInsert<Tab, Row, V, N>
+where
+    DB: Backend,
+    MultiRowInsert<Tab, V>: QueryFragment<DB>,
+{
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.insert.walk_ast(out)
+    }
+}
+
+/// Row counts as types, for [`FixedInsert`]'s statement key.
+pub struct RowCount<const N: usize>;
+
+impl<Tab: 'static, Row: 'static, V, const N: usize> QueryId for FixedInsert<Tab, Row, V, N> {
+    type QueryId = (Tab, Row, RowCount<N>);
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<Tab, Row, V, Conn, const N: usize> diesel::RunQueryDsl<Conn> for FixedInsert<Tab, Row, V, N> {}
+
 /// `multi_row_insert!(conversations, &rows[..])`: a [`MultiRowInsert`] of `rows` (anything
 /// iterable over `Insertable<table>` values) into the schema's `table`.
 #[macro_export]
@@ -162,5 +202,57 @@ mod tests {
             sql.starts_with("INSERT INTO `conversations` (`conversation_id`"),
             "{sql}"
         );
+    }
+
+    #[test]
+    fn fixed_inserts_of_different_sizes_and_tables_keep_their_own_statements() {
+        use diesel::{QueryDsl, RunQueryDsl};
+
+        use super::{FixedInsert, MultiRowInsert};
+        use crate::storage::connection::{connect, Connection, DatabaseUrl};
+        use crate::storage::models::{NewSegment, NewSession};
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connect(&DatabaseUrl::sqlite(dir.path().join("f.db"))).unwrap();
+        crate::storage::run_migrations(&mut conn).unwrap();
+        let Connection::Sqlite(c) = &mut conn else {
+            unreachable!()
+        };
+        let recs: Vec<ConversationRecord> = (0..5)
+            .map(|i| {
+                rows_of(&format!(
+                    r#"{{"conversationId":"c{i}","conversationStart":"2024-03-01T08:00:00Z",
+                      "participants":[{{"participantId":"p","sessions":[{{"sessionId":"s",
+                        "segments":[{{"segmentStart":"2024-03-01T08:00:00Z","segmentType":"interact"}}]}}]}}]}}"#
+                ))
+            })
+            .collect();
+        let mut rows = ConversationRows::default();
+        let now = db_time(Utc::now());
+        for r in &recs {
+            rows.push(r, now, None);
+        }
+        // Each (table, row struct, size) is its own cached statement: a 1-row INSERT after a
+        // 4-row one of the same table, and one of another table, bind their own statements.
+        let four = crate::multi_row_insert!(segments, &rows.segments[..4]);
+        let q = FixedInsert::<segments::table, NewSegment<'static>, _, 4>::new(four).unwrap();
+        assert_eq!(q.execute(c).unwrap(), 4);
+        let one = crate::multi_row_insert!(segments, &rows.segments[4..]);
+        let q = FixedInsert::<segments::table, NewSegment<'static>, _, 1>::new(one).unwrap();
+        assert_eq!(q.execute(c).unwrap(), 1);
+        let one = crate::multi_row_insert!(sessions, &rows.sessions[..1]);
+        let q = FixedInsert::<sessions::table, NewSession<'static>, _, 1>::new(one).unwrap();
+        assert_eq!(q.execute(c).unwrap(), 1);
+        let stored: i64 = segments::table.count().get_result(c).unwrap();
+        assert_eq!(stored, 5);
+
+        // A row count other than N, or a suffix, is refused rather than run with the wrong
+        // statement.
+        let two = crate::multi_row_insert!(segments, &rows.segments[..2]);
+        assert!(FixedInsert::<segments::table, NewSegment<'static>, _, 4>::new(two).is_none());
+        let upsert: MultiRowInsert<segments::table, _> =
+            crate::multi_row_insert!(segments, &rows.segments[..1])
+                .with_suffix("ON CONFLICT DO NOTHING".into());
+        assert!(FixedInsert::<segments::table, NewSegment<'static>, _, 1>::new(upsert).is_none());
     }
 }

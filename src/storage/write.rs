@@ -21,27 +21,30 @@
 //! retrying transient errors and pinning permanent ones on their page.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
-use serde::Deserialize;
 
 pub use super::batch_writer::{BatchWriter, WriteCounters};
 pub use super::checkpoint::PartitionCompletion;
 use super::checkpoint::{complete_partition, fence_lease, get_partition, Dataset};
-use super::connection::{Backend, Connection, StorageError};
+use super::connection::{Connection, StorageError};
 use super::ledger::{LeaseLedger, ReceivedKeys};
 pub use super::models::ConversationRecord;
-use super::models::{db_time, ConversationRows, NewConversation, UserRows};
+use super::models::{
+    db_time, ConversationRows, NewConversation, NewParticipant, NewPresence, NewRoutingStatus,
+    NewSegment, NewSession, NewSessionMetric, UserRows,
+};
 use super::rewrite::rewrite_changed;
 use super::schema::{conversations, user_presence, user_routing_status};
 use super::upstream::{delete_absent_conversations, delete_absent_user_records, UserRecordKind};
-use crate::clock::{SharedClock, SystemClock};
+pub use super::writer_settings::{
+    BatchLimits, FaultHook, FaultPoint, Sleeper, StatementLimits, WriterConfig, WriterSettings,
+    MAX_WRITER_CONNECTIONS,
+};
 use crate::dispatch;
 use crate::genesys::model::UserDetail;
-use crate::rate::SettingsError;
 
 /// The records of one fetched page.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,204 +82,6 @@ pub struct PageWrite {
     pub page: PageRecords,
     /// Present on the partition's last page: committed with these rows.
     pub completion: Option<PartitionCompletion>,
-}
-
-/// Where a test can inject a failure inside the write transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FaultPoint {
-    /// After the fences, before the batch's conversations are locked, looked up and written;
-    /// names the partitions whose pages are in the batch.
-    BeforeConversations { partitions: Vec<i64> },
-    /// After every row of the batch is written, before the completions; names the
-    /// partitions whose pages are in the batch, and their conversations.
-    BeforeCompletion {
-        partitions: Vec<i64>,
-        conversations: Vec<String>,
-    },
-}
-
-/// Called at each [`FaultPoint`]; an `Err` aborts the transaction as a database error would.
-pub type FaultHook = Arc<dyn Fn(FaultPoint) -> Result<(), StorageError> + Send + Sync>;
-
-/// How the Writer waits between retries (real sleep by default; tests record instead).
-pub type Sleeper = Arc<dyn Fn(Duration) + Send + Sync>;
-
-/// Most `writer_connections`.
-pub const MAX_WRITER_CONNECTIONS: usize = 16;
-
-/// Tunables of the Writer (the `[writer]` section of the config file).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WriterSettings {
-    /// Write a batch as soon as the pages queued behind its first page are buffered (group
-    /// commit). When false, batches wait for the size or age limits (or a Flush).
-    pub group_commit: bool,
-    /// Flush when this many conversations are buffered (unset: the backend's default, see
-    /// [`BatchLimits::default_for`]).
-    pub batch_max_conversations: Option<usize>,
-    /// Flush when this many rows (all tables) are buffered (unset: the backend's default).
-    pub batch_max_rows: Option<usize>,
-    /// Flush when the oldest buffered page is this old (milliseconds).
-    pub batch_max_age_ms: u64,
-    /// Most rows per INSERT statement (keeps bind counts under both databases' limits);
-    /// statements have one of the [`STATEMENT_ROWS`] sizes at or below it.
-    pub rows_per_statement: usize,
-    /// Upper bound of one INSERT of conversations (their raw JSON), bytes; keep well under
-    /// MySQL's `max_allowed_packet`.
-    pub max_statement_bytes: usize,
-    /// Retries of a transient error before the batch is answered with `Unavailable`.
-    pub retry_max_attempts: u32,
-    /// First backoff delay (milliseconds); doubles up to `retry_max_delay_ms`.
-    pub retry_initial_delay_ms: u64,
-    pub retry_max_delay_ms: u64,
-    /// Connections that write pages in parallel (1..=16), each on its own thread; a
-    /// partition's pages and its completion always go to the same one. SQLite has a single
-    /// writer: always 1 there.
-    pub writer_connections: usize,
-}
-
-impl Default for WriterSettings {
-    fn default() -> Self {
-        WriterSettings {
-            group_commit: true,
-            batch_max_conversations: None,
-            batch_max_rows: None,
-            batch_max_age_ms: 200,
-            rows_per_statement: 1000,
-            max_statement_bytes: 1 << 20,
-            retry_max_attempts: 60,
-            retry_initial_delay_ms: 100,
-            retry_max_delay_ms: 5000,
-            writer_connections: 2,
-        }
-    }
-}
-
-/// Where the Writer cuts a batch (besides its age): the settings', else the backend's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchLimits {
-    pub conversations: usize,
-    pub rows: usize,
-}
-
-impl BatchLimits {
-    /// A batch only holds pages the Fetchers sent and still await (`max_outstanding_pages`
-    /// each), so these bound a transaction, not memory. MySQL: one jobs page (1,000
-    /// conversations) per batch and lane; five gained ~10 % in the writer bench but took the
-    /// engine's peak RSS at 100,000 from 146 to 159 MB, too close to its 200 MB budget at
-    /// 1,000,000. SQLite: five jobs pages. Its one writer rewrites, at every commit, each
-    /// index page its random keys (conversation UUIDs) touch, so fewer, larger commits write
-    /// far less: first ingest in pages of 1,000, 5,140–5,377/s at 1,000 against
-    /// 6,308–6,389/s at 5,000 (`cargo bench --bench writer_throughput`, BENCHMARKS.md).
-    pub fn default_for(backend: Backend) -> Self {
-        match backend {
-            Backend::Mysql => BatchLimits {
-                conversations: 1000,
-                rows: 40_000,
-            },
-            Backend::Sqlite => BatchLimits {
-                conversations: 5000,
-                rows: 150_000,
-            },
-        }
-    }
-}
-
-impl WriterSettings {
-    /// The batch limits on `backend`: each one set in the settings, else the backend's.
-    pub fn batch_limits(&self, backend: Backend) -> BatchLimits {
-        let d = BatchLimits::default_for(backend);
-        BatchLimits {
-            conversations: self.batch_max_conversations.unwrap_or(d.conversations),
-            rows: self.batch_max_rows.unwrap_or(d.rows),
-        }
-    }
-
-    /// Checks the values a batch cannot work without; the error names the setting.
-    pub fn validate(&self) -> Result<(), SettingsError> {
-        let positive = |v: u64, k: &str| {
-            if v > 0 {
-                Ok(())
-            } else {
-                Err(SettingsError::new(k, format!("must be positive, got {v}")))
-            }
-        };
-        if let Some(n) = self.batch_max_conversations {
-            positive(n as u64, "batch_max_conversations")?;
-        }
-        if let Some(n) = self.batch_max_rows {
-            positive(n as u64, "batch_max_rows")?;
-        }
-        positive(self.batch_max_age_ms, "batch_max_age_ms")?;
-        positive(self.rows_per_statement as u64, "rows_per_statement")?;
-        if self.max_statement_bytes < 64 << 10 {
-            return Err(SettingsError::new(
-                "max_statement_bytes",
-                format!("must be at least 65536, got {}", self.max_statement_bytes),
-            ));
-        }
-        if !(1..=MAX_WRITER_CONNECTIONS).contains(&self.writer_connections) {
-            return Err(SettingsError::new(
-                "writer_connections",
-                format!(
-                    "must be 1 to {MAX_WRITER_CONNECTIONS}, got {}",
-                    self.writer_connections
-                ),
-            ));
-        }
-        if self.retry_initial_delay_ms > self.retry_max_delay_ms {
-            return Err(SettingsError::new(
-                "retry_initial_delay_ms",
-                "must not exceed retry_max_delay_ms",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Backoff before retry number `attempt` (1-based): initial × 2^(attempt−1), capped.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(20);
-        let ms = self
-            .retry_initial_delay_ms
-            .saturating_mul(1u64 << exp)
-            .min(self.retry_max_delay_ms);
-        Duration::from_millis(ms)
-    }
-
-    pub fn batch_max_age(&self) -> Duration {
-        Duration::from_millis(self.batch_max_age_ms)
-    }
-}
-
-/// Everything the Writer needs besides the database URL.
-#[derive(Clone)]
-pub struct WriterConfig {
-    pub settings: WriterSettings,
-    /// Calendar time for `*_ingested_at`, `updated_at`, lease expiry.
-    pub clock: SharedClock,
-    pub sleeper: Sleeper,
-    pub fault: Option<FaultHook>,
-}
-
-impl Default for WriterConfig {
-    fn default() -> Self {
-        WriterConfig {
-            settings: WriterSettings::default(),
-            clock: Arc::new(SystemClock),
-            sleeper: Arc::new(std::thread::sleep),
-            fault: None,
-        }
-    }
-}
-
-impl std::fmt::Debug for WriterConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriterConfig")
-            .field("settings", &self.settings)
-            .field("clock", &self.clock)
-            .field("fault", &self.fault.is_some())
-            .finish()
-    }
 }
 
 /// What a committed batch wrote.
@@ -318,22 +123,6 @@ impl From<diesel::result::Error> for BatchError {
     }
 }
 
-/// Sizes of the statements of one batch.
-#[derive(Debug, Clone, Copy)]
-pub struct StatementLimits {
-    pub rows_per_statement: usize,
-    pub max_statement_bytes: usize,
-}
-
-impl From<&WriterSettings> for StatementLimits {
-    fn from(s: &WriterSettings) -> Self {
-        StatementLimits {
-            rows_per_statement: s.rows_per_statement.max(1),
-            max_statement_bytes: s.max_statement_bytes.max(1),
-        }
-    }
-}
-
 const IDS_PER_STATEMENT: usize = 1000;
 
 /// Row counts an INSERT may have, largest first: each (table, row count) is prepared once per
@@ -350,14 +139,16 @@ pub fn statement_rows(remaining: usize, max_rows: usize, fits: impl Fn(usize) ->
         .unwrap_or(1)
 }
 
-/// Inserts every row of `$rows` into `$table` in statements of [`STATEMENT_ROWS`] sizes;
-/// `$fits` (optional) says whether a run of rows is small enough for one statement. Evaluates
-/// to the number of rows inserted; `?` returns database errors.
+/// Inserts every row of `$rows` (of the `Insertable` struct `$row`) into `$table` in
+/// statements of [`STATEMENT_ROWS`] sizes, each cached by type
+/// ([`FixedInsert`](super::prepared::FixedInsert)); `$fits` (optional) says whether a run of
+/// rows is small enough for one statement. Evaluates to the number of rows inserted; `?`
+/// returns database errors.
 macro_rules! insert_rows {
-    ($conn:expr, $table:ident, $rows:expr, $limits:expr) => {
-        insert_rows!($conn, $table, $rows, $limits, |_: &[_]| true)
+    ($conn:expr, $table:ident, $row:ident, $rows:expr, $limits:expr) => {
+        insert_rows!($conn, $table, $row, $rows, $limits, |_: &[_]| true)
     };
-    ($conn:expr, $table:ident, $rows:expr, $limits:expr, $fits:expr) => {{
+    ($conn:expr, $table:ident, $row:ident, $rows:expr, $limits:expr, $fits:expr) => {{
         let mut rest = &$rows[..];
         let mut inserted = 0usize;
         while !rest.is_empty() {
@@ -365,11 +156,41 @@ macro_rules! insert_rows {
                 ($fits)(&rest[..k])
             });
             let (head, tail) = rest.split_at(n);
-            inserted += dispatch!(&mut *$conn, |c| crate::multi_row_insert!($table, head)
-                .execute(c))?;
+            inserted += match n {
+                256 => fixed_insert!($conn, $table, $row, head, 256),
+                64 => fixed_insert!($conn, $table, $row, head, 64),
+                16 => fixed_insert!($conn, $table, $row, head, 16),
+                4 => fixed_insert!($conn, $table, $row, head, 4),
+                1 => fixed_insert!($conn, $table, $row, head, 1),
+                _ => dispatch!(&mut *$conn, |c| crate::multi_row_insert!($table, head)
+                    .execute(c))?,
+            };
             rest = tail;
         }
         inserted
+    }};
+}
+
+/// One INSERT of exactly `$n` rows (`$head.len() == $n`), cached by type.
+macro_rules! fixed_insert {
+    ($conn:expr, $table:ident, $row:ident, $head:expr, $n:literal) => {{
+        let insert = crate::multi_row_insert!($table, $head);
+        match crate::storage::prepared::FixedInsert::<
+            crate::storage::schema::$table::table,
+            $row<'static>,
+            _,
+            $n,
+        >::new(insert)
+        {
+            Some(q) => dispatch!(&mut *$conn, |c| q.execute(c))?,
+            None => {
+                return Err(StorageError::from(
+                    diesel::result::Error::QueryBuilderError(
+                        format!("an INSERT of {} rows is not one of {}", $head.len(), $n).into(),
+                    ),
+                ))
+            }
+        }
     }};
 }
 
@@ -632,11 +453,30 @@ fn write_conversations(
     let fits = |rows: &[NewConversation]| {
         rows.iter().map(|r| r.raw_json.len() + 512).sum::<usize>() <= max_bytes
     };
-    insert_rows!(conn, conversations, rows.conversations, limits, fits);
-    insert_rows!(conn, participants, rows.participants, limits);
-    insert_rows!(conn, sessions, rows.sessions, limits);
-    insert_rows!(conn, segments, rows.segments, limits);
-    insert_rows!(conn, session_metrics, rows.metrics, limits);
+    insert_rows!(
+        conn,
+        conversations,
+        NewConversation,
+        rows.conversations,
+        limits,
+        fits
+    );
+    insert_rows!(
+        conn,
+        participants,
+        NewParticipant,
+        rows.participants,
+        limits
+    );
+    insert_rows!(conn, sessions, NewSession, rows.sessions, limits);
+    insert_rows!(conn, segments, NewSegment, rows.segments, limits);
+    insert_rows!(
+        conn,
+        session_metrics,
+        NewSessionMetric,
+        rows.metrics,
+        limits
+    );
     log::debug!(
         "{} conversations ({} new, {} rewritten: children {:?}, {} unchanged): lookup+touch {:?}, rewrite {} rows {:?}, insert {} rows {:?}",
         recs.len(),
@@ -751,59 +591,14 @@ fn write_user_statuses(
     let rows = UserRows::from_users(users.iter().copied(), now);
     let (presence, same_p) = sort_user_statuses!(conn, user_presence, rows.presence, now);
     let (routing, same_r) = sort_user_statuses!(conn, user_routing_status, rows.routing, now);
-    let written = insert_rows!(conn, user_presence, presence, limits)
-        + insert_rows!(conn, user_routing_status, routing, limits);
+    let written = insert_rows!(conn, user_presence, NewPresence, presence, limits)
+        + insert_rows!(conn, user_routing_status, NewRoutingStatus, routing, limits);
     Ok((written, same_p + same_r))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let s = WriterSettings {
-            retry_initial_delay_ms: 100,
-            retry_max_delay_ms: 1000,
-            ..WriterSettings::default()
-        };
-        let d: Vec<u64> = (1..=6).map(|a| s.backoff(a).as_millis() as u64).collect();
-        assert_eq!(d, vec![100, 200, 400, 800, 1000, 1000]);
-        assert_eq!(s.backoff(200), Duration::from_millis(1000));
-    }
-
-    #[test]
-    fn batch_limits_are_the_settings_else_the_backends() {
-        let unset = WriterSettings::default();
-        assert_eq!(
-            unset.batch_limits(Backend::Sqlite),
-            BatchLimits {
-                conversations: 5000,
-                rows: 150_000
-            }
-        );
-        assert_eq!(
-            unset.batch_limits(Backend::Mysql),
-            BatchLimits {
-                conversations: 1000,
-                rows: 40_000
-            }
-        );
-        let one_set = WriterSettings {
-            batch_max_conversations: Some(250),
-            ..WriterSettings::default()
-        };
-        for backend in [Backend::Sqlite, Backend::Mysql] {
-            let l = one_set.batch_limits(backend);
-            assert_eq!(l.conversations, 250);
-            assert_eq!(l.rows, BatchLimits::default_for(backend).rows);
-        }
-        let zero = WriterSettings {
-            batch_max_rows: Some(0),
-            ..WriterSettings::default()
-        };
-        assert!(zero.validate().is_err());
-    }
 
     #[test]
     fn statements_take_the_largest_size_that_fits() {
