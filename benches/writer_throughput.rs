@@ -14,7 +14,9 @@
 //!
 //! Environment: `BENCH_CONVERSATIONS` (default 20000), `BENCH_PAGE` (conversations per page,
 //! default 100 as the synchronous query returns), `BENCH_OUTSTANDING` (pages in flight, like
-//! that many fetchers each awaiting its acknowledgement; default 8), `BENCH_BACKENDS`
+//! that many fetchers each awaiting its acknowledgement; default 8). The jobs path's shape is
+//! `BENCH_PAGE=1000 BENCH_OUTSTANDING=16` (results pages of 1,000; the engine's 8 fetchers
+//! with `max_outstanding_pages` 2). `BENCH_BACKENDS`
 //! (`mysql,sqlite`), `SLUICE_TEST_MYSQL` (server, default mysql://root@127.0.0.1:3306/test;
 //! a database `sluice_bench_<pid>` is created there and dropped), `BENCH_SQLITE_DIR` (where
 //! the SQLite file goes; default the temp dir), `BENCH_WRITER_CONNECTIONS` (the Writer's
