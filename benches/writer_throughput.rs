@@ -13,16 +13,18 @@
 //!     cargo bench --bench writer_throughput
 //!
 //! Environment: `BENCH_CONVERSATIONS` (default 20000), `BENCH_PAGE` (conversations per page,
-//! default 100 as the synchronous query returns), `BENCH_OUTSTANDING` (pages in flight, like
-//! that many fetchers each awaiting its acknowledgement; default 8). The jobs path's shape is
-//! `BENCH_PAGE=1000 BENCH_OUTSTANDING=16` (results pages of 1,000; the engine's 8 fetchers
+//! default 100 as the synchronous query returns), `BENCH_OUTSTANDING` (pages in flight in all;
+//! default 8), `BENCH_FETCHERS` (default 8, at most `BENCH_OUTSTANDING`): independent senders
+//! as the engine's Fetchers are, each writing its own partition's pages and awaiting its own
+//! acknowledgements with `BENCH_OUTSTANDING / BENCH_FETCHERS` in flight. The jobs path's shape
+//! is `BENCH_PAGE=1000 BENCH_OUTSTANDING=16` (results pages of 1,000; the engine's 8 fetchers
 //! with `max_outstanding_pages` 2). `BENCH_BACKENDS`
 //! (`mysql,sqlite`), `SLUICE_TEST_MYSQL` (server, default mysql://root@127.0.0.1:3306/test;
 //! a database `sluice_bench_<pid>` is created there and dropped), `BENCH_SQLITE_DIR` (where
 //! the SQLite file goes; default the temp dir), `BENCH_WRITER_CONNECTIONS` (the Writer's
-//! `writer_connections`, default the engine's: 2; SQLite always 1). Each page belongs to one
-//! of `BENCH_OUTSTANDING` leased partitions, as a fetcher's does, so the pages spread over
-//! the connections (and each batch fences its leases, as the engine's do). `BENCH_PASSES`
+//! `writer_connections`, default the engine's: 2; SQLite always 1). Each fetcher's partition
+//! is leased, so the pages spread over the connections (and each batch fences its leases, as
+//! the engine's do). `BENCH_PASSES`
 //! (default `first,unchanged,changed,floor`) runs only the passes named, e.g. `first` to
 //! profile the first ingest alone.
 
@@ -141,37 +143,56 @@ fn write_all(url: &DatabaseUrl, pages: &[Vec<ConversationRecord>], outstanding: 
     let url = url.clone();
     let pages = pages.to_vec();
     actix_rt::System::new().block_on(async move {
-        // Pages belong to `outstanding` leased partitions, as fetchers' pages do, so they
+        // Each fetcher writes its own leased partition, as the engine's do, so the pages
         // spread over the Writer's connections (BENCH_WRITER_CONNECTIONS, default the
         // engine's writer_connections).
         let mut config = WriterConfig::default();
         config.settings.writer_connections = writer_connections();
         let w = start_writer_with(url, config).expect("writer starts");
-        let parts = bench_partitions(&w, outstanding).await;
+        let (fetchers, per_fetcher) = fetchers(outstanding);
+        let parts = bench_partitions(&w, fetchers).await;
         let conversations: usize = pages.iter().map(|p| p.len()).sum();
         let rows: usize = pages
             .iter()
             .flat_map(|p| p.iter().map(|r| r.row_count()))
             .sum();
+        // Pages dealt to the fetchers in turn, as the blocks of one period would be.
+        let mut dealt: Vec<Vec<Vec<ConversationRecord>>> = vec![Vec::new(); fetchers];
+        for (i, p) in pages.into_iter().enumerate() {
+            dealt[i % fetchers].push(p);
+        }
         let t = Instant::now();
         let cpu = cpu_seconds();
-        let mut inflight = VecDeque::new();
-        for (i, p) in pages.into_iter().enumerate() {
-            let (partition_id, lease_token) = parts[i % parts.len()].clone();
-            inflight.push_back(w.send(WritePage {
-                partition_id,
-                lease_token,
-                page: PageRecords::Conversations(p),
-                completion: None,
-            }));
-            if inflight.len() >= outstanding {
-                if let Some(r) = inflight.pop_front() {
-                    r.await.expect("writer alive").expect("page written");
-                }
-            }
-        }
-        for r in inflight {
-            r.await.expect("writer alive").expect("page written");
+        // Each fetcher sends its own partition's pages and awaits its own replies, keeping
+        // `per_fetcher` in flight (`max_outstanding_pages`), independently of the others.
+        let tasks: Vec<_> = dealt
+            .into_iter()
+            .zip(parts)
+            .map(|(mine, (partition_id, lease_token))| {
+                let w = w.clone();
+                actix_rt::spawn(async move {
+                    let mut inflight = VecDeque::new();
+                    for p in mine {
+                        inflight.push_back(w.send(WritePage {
+                            partition_id,
+                            lease_token: lease_token.clone(),
+                            page: PageRecords::Conversations(p),
+                            completion: None,
+                        }));
+                        if inflight.len() >= per_fetcher {
+                            if let Some(r) = inflight.pop_front() {
+                                r.await.expect("writer alive").expect("page written");
+                            }
+                        }
+                    }
+                    for r in inflight {
+                        r.await.expect("writer alive").expect("page written");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("fetcher task");
         }
         w.send(Flush).await.expect("writer alive").expect("flushed");
         Run {
@@ -181,6 +202,14 @@ fn write_all(url: &DatabaseUrl, pages: &[Vec<ConversationRecord>], outstanding: 
             rows,
         }
     })
+}
+
+/// The fetchers and each one's pages in flight for `outstanding` pages in flight in all:
+/// `BENCH_FETCHERS` (default 8, at most `outstanding`) independent senders, each with
+/// `outstanding / fetchers` (rounded up).
+fn fetchers(outstanding: usize) -> (usize, usize) {
+    let fetchers = env_usize("BENCH_FETCHERS", 8).clamp(1, outstanding.max(1));
+    (fetchers, outstanding.div_ceil(fetchers).max(1))
 }
 
 /// The Writer's connections for the runs: `BENCH_WRITER_CONNECTIONS`, else the default.
@@ -238,12 +267,14 @@ fn main() {
         .sum::<usize>() as f64
         / 1048576.0;
     println!(
-        "data: {} simulator conversations ({} rows, {:.1} rows/conversation, raw JSON {:.1} MiB), {} pages of {page}, {outstanding} in flight over {outstanding} partitions; writer_connections {} (SQLite: 1); generated in {:.1}s; RSS after generating {:.0} MiB",
+        "data: {} simulator conversations ({} rows, {:.1} rows/conversation, raw JSON {:.1} MiB), {} pages of {page}; {} fetchers, each with its own partition and {} pages in flight; writer_connections {} (SQLite: 1); generated in {:.1}s; RSS after generating {:.0} MiB",
         recs.len(),
         rows,
         rows as f64 / recs.len().max(1) as f64,
         json_mib,
         pages.len(),
+        fetchers(outstanding).0,
+        fetchers(outstanding).1,
         writer_connections(),
         t.elapsed().as_secs_f64(),
         peak_rss_mib()
