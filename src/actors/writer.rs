@@ -8,9 +8,12 @@
 //! **Batching (group commit).** [`WritePage`] messages are buffered and written together in
 //! one transaction. When a page arrives at an empty buffer, the Writer posts a `Drain` marker to
 //! the end of its own mailbox; when the marker comes up, every page that was queued behind the
-//! first one has been buffered, and the batch is written. So a batch holds whatever arrived
-//! while the previous one was being written: one page per transaction when the load is light
-//! (lowest latency), large batches when fetchers outpace the database (highest throughput). A
+//! first one has been buffered. If none was, the batch is written: one page per transaction
+//! when the load is light (lowest latency). If some were, and any of them was acknowledged
+//! already (below), their senders may have sent more meanwhile: the marker is posted again
+//! behind those, so when fetchers outpace the database a batch fills up to its limits instead
+//! of to the pages in flight (highest throughput); it waits [`LINGER`] first, so their next
+//! pages are queued ahead of the marker. A
 //! batch is also cut when it reaches `batch_max_conversations` conversations or
 //! `batch_max_rows` rows (by default 1,000 and 40,000 on MySQL, 5,000 and 150,000 on SQLite:
 //! [`BatchLimits`]), on [`Flush`], before any checkpoint message (so messages take effect
@@ -18,13 +21,21 @@
 //! a page may wait in any case: [`start_writer_with`] runs a small ticker on the caller's arbiter
 //! that sends an internal `FlushDue` every half of it (a SyncActor has no timers).
 //!
-//! **Replies after commit, and back-pressure.** The reply to a `WritePage` is sent only once the
-//! transaction holding the page's rows — and its partition's completion, if it carries one —
-//! has committed (or with the error that stopped it). A fetcher that awaits its replies and keeps
-//! at most `K` pages outstanding therefore bounds the Writer's memory to
-//! `fetchers × K × page size` plus one batch: nothing piles up however fast the API answers.
-//! (The engine's fetchers keep `max_outstanding_pages`, default 2, so with 8 fetchers and pages
-//! of 1,000 conversations at most 16,000 conversations are in flight.)
+//! **Replies, and back-pressure.** A page of a leased partition without its completion is
+//! acknowledged once it is buffered, unless it fills the batch: then with its batch's commit.
+//! Everything else — a completion, an unfenced page — is answered only once the transaction
+//! holding it has committed (or with the error that stopped it). An early acknowledgement
+//! promises nothing about the rows: the partition is done only when its completion commits,
+//! and the completion is refused if any page of its lease was not written
+//! ([`LeaseLedger::lease_failure`](crate::storage::ledger::LeaseLedger::lease_failure): lease
+//! lost, a permanent error, the database down past the retry budget); a later page of such a
+//! lease is answered at once with the same error, so its Fetcher stops early. A crash loses at
+//! most uncommitted pages of partitions not done, which are fetched again.
+//! A fetcher that awaits its replies and keeps at most `K` pages outstanding bounds the
+//! Writer's memory to `fetchers × K × page size` in its mailbox plus, per lane, one batch
+//! (its limits, plus one page): nothing piles up however fast the API answers. (The engine's
+//! fetchers keep `max_outstanding_pages`, default 2; on the jobs path a shared record budget
+//! bounds the pages in flight to `job_page_size × 3` records.)
 //! The actix mailbox in front of a SyncArbiter is unbounded, so this bound comes from the
 //! callers awaiting replies; `WriterStats.queue_depth` shows the buffered pages.
 //!
@@ -68,7 +79,7 @@ use crate::storage::{run_migrations, DatabaseUrl, StorageError};
 
 type Reply = Result<(), StorageError>;
 
-/// Writes a page; answered after the page's transaction commits.
+/// Writes a page; answered once buffered or once committed (see the module doc).
 #[derive(Debug, Clone)]
 pub struct WritePage {
     /// The partition the page belongs to (`<= 0`: none; written unfenced, no completion).
@@ -140,8 +151,9 @@ impl WriterStatsSnapshot {
     }
 }
 
-/// Internal: posted by the Writer to the end of its own mailbox when a batch starts; writes the
-/// batch when it comes up (every page queued before it is then buffered).
+/// Internal: posted by the Writer to the end of its own mailbox when a batch starts; when it
+/// comes up every page queued before it is buffered, and the batch is written or the marker
+/// posted again ([`drain_again`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Drain;
 impl Message for Drain {
@@ -211,7 +223,27 @@ impl MessageResponse<Writer, WritePage> for DeferredReply {
 
 struct Buffered {
     page: PageWrite,
-    reply: Slot,
+    /// `None` once acknowledged (before its commit).
+    reply: Option<Slot>,
+}
+
+/// How long the Writer waits before posting the `Drain` marker again ([`drain_again`]): the
+/// acknowledged senders' next pages then queue ahead of it. Small beside a commit (tens to
+/// hundreds of milliseconds), and spent only while pages keep coming.
+pub const LINGER: Duration = Duration::from_millis(1);
+
+/// Whether a page may be acknowledged once buffered: a page of a leased partition that does
+/// not complete it (its completion is what must wait for the commit).
+fn acknowledged_when_buffered(page: &PageWrite) -> bool {
+    page.partition_id > 0 && page.completion.is_none()
+}
+
+/// When the `Drain` marker comes up: post it again rather than write the batch now, because
+/// pages were buffered since it was posted and at least one of them was acknowledged then
+/// (its sender may have sent another, now queued behind the marker). The batch limits and
+/// `batch_max_age_ms` still cut the batch.
+pub fn drain_again(buffered_since_marker: usize, acknowledged_since_marker: usize) -> bool {
+    buffered_since_marker > 0 && acknowledged_since_marker > 0
 }
 
 /// The Writer actor (see the module doc).
@@ -225,6 +257,9 @@ pub struct Writer {
     oldest: Option<Instant>,
     tick_pending: Arc<AtomicBool>,
     drain_pending: bool,
+    /// Pages buffered, and of them acknowledged at once, since the `Drain` marker was posted
+    /// (or the last batch was written).
+    since_marker: (usize, usize),
     /// The counters when the current `ingest_runs` row was opened.
     pub(super) run_base: WriterStatsSnapshot,
     /// The router only: the lanes it sends pages to (none with one connection).
@@ -247,6 +282,7 @@ impl Writer {
             oldest: None,
             tick_pending: Arc::new(AtomicBool::new(false)),
             drain_pending: false,
+            since_marker: (0, 0),
             run_base: WriterStatsSnapshot::default(),
             lanes: Vec::new(),
             published: Arc::default(),
@@ -254,21 +290,57 @@ impl Writer {
         }
     }
 
-    /// Buffers a page of this lane; writes the batch when it is due.
+    /// Buffers a page of this lane, acknowledges it when it may be, and writes the batch when
+    /// it is due. A page whose lease already lost one is answered at once with the reason.
     pub(super) fn buffer_page(&mut self, page: PageWrite, slot: Slot, ctx: &mut SyncContext<Self>) {
+        if let Some(e) = self.core.refusal(&page) {
+            self.dequeued(1);
+            slot.resolve(Err(e));
+            return;
+        }
+        let early = acknowledged_when_buffered(&page);
         self.buffered_rows += page.page.row_count();
         self.buffered_conversations += page.page.conversation_count();
         self.oldest.get_or_insert_with(Instant::now);
-        self.buffer.push(Buffered { page, reply: slot });
+        self.buffer.push(Buffered {
+            page,
+            reply: Some(slot),
+        });
         if self.flush_due(Instant::now()) {
+            // The page fills the batch: it is answered with the commit (memory stays bounded
+            // by the batch limits however fast pages come).
             self.flush();
-        } else {
-            self.publish();
-            if self.settings.group_commit && !self.drain_pending {
-                self.drain_pending = true;
-                ctx.address().do_send(Drain);
+            return;
+        }
+        if early {
+            if let Some(slot) = self.buffer.last_mut().and_then(|b| b.reply.take()) {
+                slot.resolve(Ok(()));
             }
         }
+        self.publish();
+        if self.settings.group_commit {
+            if self.drain_pending {
+                self.since_marker.0 += 1;
+                self.since_marker.1 += usize::from(early);
+            } else {
+                self.post_drain(ctx);
+            }
+        }
+    }
+
+    fn post_drain(&mut self, ctx: &mut SyncContext<Self>) {
+        self.drain_pending = true;
+        self.since_marker = (0, 0);
+        ctx.address().do_send(Drain);
+    }
+
+    /// `n` pages the router sent this lane are no longer waiting.
+    fn dequeued(&self, n: usize) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                Some(q.saturating_sub(n))
+            });
     }
 
     /// Publishes this lane's counters (read by the router's [`WriterStats`]).
@@ -297,16 +369,17 @@ impl Writer {
         self.buffered_rows = 0;
         self.buffered_conversations = 0;
         self.oldest = None;
+        self.since_marker = (0, 0);
         let pages: Vec<&PageWrite> = buffered.iter().map(|b| &b.page).collect();
         let results = self.core.write_pages(&pages);
-        let _ = self
-            .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                Some(n.saturating_sub(pages.len()))
-            });
+        self.dequeued(pages.len());
         self.publish();
+        // A page acknowledged already that was not written is in the ledger: its lease's
+        // completion will be refused.
         for (b, r) in buffered.iter().zip(results) {
-            b.reply.resolve(r);
+            if let Some(slot) = &b.reply {
+                slot.resolve(r);
+            }
         }
     }
 
@@ -369,9 +442,16 @@ impl Handler<WritePage> for Writer {
 
 impl Handler<Drain> for Writer {
     type Result = ();
-    fn handle(&mut self, _: Drain, _: &mut Self::Context) {
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) {
         self.drain_pending = false;
-        self.flush();
+        let (buffered, acknowledged) = self.since_marker;
+        if !self.buffer.is_empty() && drain_again(buffered, acknowledged) {
+            // Give the senders just acknowledged the moment they need to send again.
+            (self.core.config().sleeper)(LINGER);
+            self.post_drain(ctx);
+        } else {
+            self.flush();
+        }
     }
 }
 
@@ -531,7 +611,7 @@ mod tests {
                 page: PageRecords::Conversations(vec![rec; n]),
                 completion: None,
             },
-            reply: Slot::new(),
+            reply: Some(Slot::new()),
         }
     }
 
@@ -563,6 +643,34 @@ mod tests {
         w.buffered_conversations = 1;
         w.buffered_rows = 1000;
         assert!(w.flush_due(t0), "enough rows");
+    }
+
+    #[test]
+    fn the_marker_goes_round_again_only_while_acknowledged_pages_keep_coming() {
+        assert!(!drain_again(0, 0), "nothing came behind the marker: write");
+        assert!(
+            !drain_again(3, 0),
+            "only pages awaiting their commit came: their senders are waiting"
+        );
+        assert!(
+            drain_again(3, 1),
+            "an acknowledged sender may have sent more"
+        );
+        let mut p = page(1).page;
+        assert!(!acknowledged_when_buffered(&p), "unfenced: after commit");
+        p.partition_id = 7;
+        assert!(acknowledged_when_buffered(&p));
+        p.completion = Some(PartitionCompletion {
+            total_hits: 1,
+            received: 1,
+            verified: true,
+            is_final: true,
+            settled: false,
+        });
+        assert!(
+            !acknowledged_when_buffered(&p),
+            "a completion: after commit"
+        );
     }
 
     #[test]

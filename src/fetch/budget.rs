@@ -5,7 +5,8 @@
 //! A per-Fetcher bound (`max_outstanding_pages`) multiplies with the jobs in flight; this budget
 //! does not. A reader reserves a whole page before requesting it, keeps only what the page
 //! actually held once parsed, and gives it back when the Writer answers, so however many jobs
-//! run, the records held on the bulk path never pass the budget.
+//! run, the records held on the bulk path never pass the budget. (Pages the Writer has
+//! acknowledged but not yet committed are its batch, bounded by its batch limits.)
 
 use std::sync::Arc;
 

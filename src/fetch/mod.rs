@@ -10,8 +10,9 @@
 //!
 //! Guarantees:
 //! - Every request goes through the client, hence through the RateLimiter.
-//! - The completion is sent only after every page of the block was acknowledged, so after a
-//!   crash a partition is either done with all its rows or not done.
+//! - The completion is sent only after every page of the block was acknowledged, and the
+//!   Writer commits it only if every page of the lease was written, so after a crash a
+//!   partition is either done with all its rows or not done.
 //! - The lease is renewed while the block is fetched; a lost lease stops the fetch.
 
 pub mod budget;
@@ -80,7 +81,8 @@ pub struct FetchContext {
     /// that may expire there, and memory.
     pub page_slots: Arc<tokio::sync::Semaphore>,
     /// Job results held in memory by all Fetchers together, from a page's request until the
-    /// Writer answered it (`job_page_size × (max_outstanding_pages + 1)` records).
+    /// Writer answered it (`job_page_size × (max_outstanding_pages + 1)` records; the
+    /// Writer's batches are bounded by its own limits).
     pub held_records: budget::RecordBudget,
     /// The jobs' dataAvailabilityDate per kind, as last read (None: unknown / unavailable).
     pub availability: Mutex<Availability>,

@@ -1,6 +1,9 @@
 //! Pages to the Writer under the partition's lease token, with at most
 //! `max_outstanding_pages` waiting for an acknowledgement (memory stays bounded however large
-//! the block). The completion goes only after every page of the block was acknowledged OK.
+//! the block). The Writer acknowledges a page once it is buffered (or committed, when it
+//! fills a batch); the completion goes only after every page of the block was acknowledged
+//! OK, and its own answer comes after its commit: `Ok` only if every page of the lease was
+//! written, else the reason one was not (lease lost, a permanent error, or "fetch again").
 //! A page read under the shared [`RecordBudget`](super::budget::RecordBudget) keeps its share
 //! until the Writer answered it.
 

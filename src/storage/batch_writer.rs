@@ -6,8 +6,7 @@
 //! permanent error is pinned on its page by retrying the pages one by one; that page's
 //! partition is marked `failed` with the message in `last_error`, and the other pages are
 //! written. Every page not written marks its lease in the ledger, whose completion is then
-//! refused ([`StorageError::IncompletePartition`]): a partition is never done without all its
-//! rows.
+//! refused ([`LeaseLedger::lease_failure`]): a partition is never done without all its rows.
 //!
 //! With several Writer connections ([`super::lanes`]) each has its own `BatchWriter`, sharing a
 //! [`LaneGate`]; a duplicate key from a row another connection inserted meanwhile is a write
@@ -196,19 +195,27 @@ impl BatchWriter {
         true
     }
 
+    /// The error `page` is answered with, unwritten, because a page of its lease was not
+    /// written ([`LeaseLedger::lease_failure`]): a completion is refused, and so is any later
+    /// page (its Fetcher learns to stop).
+    pub fn refusal(&mut self, page: &PageWrite) -> Option<StorageError> {
+        let e = self.ledger.lease_failure(page)?;
+        if page.completion.is_some() {
+            log::warn!("completion of partition {} refused: {e}", page.partition_id);
+            self.counters.refused_completions += 1;
+        }
+        Some(e)
+    }
+
     /// Writes `pages` as one batch; returns one result per page, in order. `Ok` means the
     /// page's rows (and completion) are committed. A completion whose lease lost a page is
-    /// refused with [`StorageError::IncompletePartition`] and not written.
+    /// refused ([`LeaseLedger::lease_failure`]) and not written.
     pub fn write_pages(&mut self, pages: &[&PageWrite]) -> Vec<Result<(), StorageError>> {
         let mut results: Vec<Option<Result<(), StorageError>>> = vec![None; pages.len()];
         let mut live: Vec<usize> = Vec::with_capacity(pages.len());
         for (i, p) in pages.iter().enumerate() {
-            match self.ledger.refusal(p) {
-                Some(e) => {
-                    log::warn!("{e}");
-                    self.counters.refused_completions += 1;
-                    results[i] = Some(Err(e));
-                }
+            match self.refusal(p) {
+                Some(e) => results[i] = Some(Err(e)),
                 None => live.push(i),
             }
         }
@@ -268,10 +275,11 @@ impl BatchWriter {
                     live.retain(|&i| {
                         let lost = ids.contains(&pages[i].partition_id);
                         if lost {
-                            ledger.not_written(pages[i], at);
-                            results[i] = Some(Err(StorageError::LeaseLost {
+                            let e = StorageError::LeaseLost {
                                 partition_id: pages[i].partition_id,
-                            }));
+                            };
+                            ledger.not_written(pages[i], &e, at);
+                            results[i] = Some(Err(e));
                         }
                         !lost
                     });
@@ -287,12 +295,13 @@ impl BatchWriter {
                     attempt += 1;
                     if !self.retry_after(&e, attempt) {
                         let at = db_time(self.now());
+                        let gave_up = StorageError::Unavailable {
+                            attempts: attempt,
+                            last: e.to_string(),
+                        };
                         for &i in &live {
-                            self.ledger.not_written(pages[i], at);
-                            results[i] = Some(Err(StorageError::Unavailable {
-                                attempts: attempt,
-                                last: e.to_string(),
-                            }));
+                            self.ledger.not_written(pages[i], &gave_up, at);
+                            results[i] = Some(Err(gave_up.clone()));
                         }
                         live.clear();
                     }
@@ -312,7 +321,7 @@ impl BatchWriter {
                     } else {
                         let i = live[0];
                         let at = db_time(self.now());
-                        self.ledger.not_written(pages[i], at);
+                        self.ledger.not_written(pages[i], &e, at);
                         self.fail_page(pages[i], &e);
                         results[i] = Some(Err(e));
                     }

@@ -2,10 +2,12 @@
 //!
 //! Two guarantees rest on it:
 //! - **No completion without all its rows.** A lease any of whose pages was not written (the
-//!   database stayed down past the retry budget, a permanent error, a lost lease) is marked;
-//!   its completion is then refused with [`StorageError::IncompletePartition`], so the
-//!   partition is fetched again under a new lease instead of being marked done with rows
-//!   missing.
+//!   database stayed down past the retry budget, a permanent error, a lost lease) is marked
+//!   with the first error; its completion is then refused ([`LeaseLedger::lease_failure`]),
+//!   so the partition is fetched again under a new lease (or fails, or is left to the lease's
+//!   new holder) instead of being marked done with rows missing. The Writer acknowledges a
+//!   partition's pages once they are buffered, before they commit, so this refusal is how a
+//!   Fetcher learns that one of them was lost.
 //! - **Deletions only from a complete, verified fetch.** The keys of every page a lease wrote
 //!   are kept (as 128-bit hashes: 16 bytes a key, bounded by the partition's size), so the
 //!   transaction that completes a verified block can delete what is stored for the block but
@@ -95,8 +97,8 @@ pub struct LeaseEntry {
     pub since: NaiveDateTime,
     /// Keys of the pages committed under the lease.
     pub received: ReceivedKeys,
-    /// A page of the lease was not written: its completion is refused.
-    pub incomplete: bool,
+    /// Why the first page of the lease that was not written failed: its completion is refused.
+    pub failure: Option<StorageError>,
 }
 
 /// The ledger (see the module doc).
@@ -114,7 +116,7 @@ impl LeaseLedger {
             LeaseEntry {
                 since: at,
                 received: ReceivedKeys::default(),
-                incomplete: false,
+                failure: None,
             },
         );
     }
@@ -128,16 +130,27 @@ impl LeaseLedger {
         self.leases.get(&(id, token.to_owned()))
     }
 
-    /// The error a page must be answered with before any writing: a completion of a lease
-    /// that lost a page.
-    pub fn refusal(&self, page: &PageWrite) -> Option<StorageError> {
-        let refused = page.completion.is_some()
-            && page.partition_id > 0
-            && self
-                .entry(page.partition_id, &page.lease_token)
-                .is_some_and(|e| e.incomplete);
-        refused.then_some(StorageError::IncompletePartition {
-            partition_id: page.partition_id,
+    /// What the Fetcher of `page`'s lease is told once a page of that lease was not written:
+    /// the lease is lost ([`StorageError::LeaseLost`]: another holder fetches the partition),
+    /// a permanent error (the partition failed with it), or, after a transient one,
+    /// [`StorageError::IncompletePartition`] (fetch the partition again). `None` while every
+    /// page of the lease was written (or for an unfenced page).
+    pub fn lease_failure(&self, page: &PageWrite) -> Option<StorageError> {
+        if page.partition_id <= 0 {
+            return None;
+        }
+        let first = self
+            .entry(page.partition_id, &page.lease_token)?
+            .failure
+            .as_ref()?;
+        Some(match first {
+            StorageError::LeaseLost { .. } => StorageError::LeaseLost {
+                partition_id: page.partition_id,
+            },
+            e if !e.is_transient() => e.clone(),
+            _ => StorageError::IncompletePartition {
+                partition_id: page.partition_id,
+            },
         })
     }
 
@@ -163,14 +176,15 @@ impl LeaseLedger {
             .or_insert_with(|| LeaseEntry {
                 since: now,
                 received: ReceivedKeys::default(),
-                incomplete: false,
+                failure: None,
             })
             .received
             .add(&page.page);
     }
 
-    /// `page` was not written: its lease can no longer complete (its keys are dropped).
-    pub fn not_written(&mut self, page: &PageWrite, now: NaiveDateTime) {
+    /// `page` was not written (`why`): its lease can no longer complete (its keys are
+    /// dropped). The first failure of a lease is kept.
+    pub fn not_written(&mut self, page: &PageWrite, why: &StorageError, now: NaiveDateTime) {
         if page.partition_id <= 0 {
             return;
         }
@@ -180,9 +194,9 @@ impl LeaseLedger {
             .or_insert_with(|| LeaseEntry {
                 since: now,
                 received: ReceivedKeys::default(),
-                incomplete: true,
+                failure: None,
             });
-        e.incomplete = true;
+        e.failure.get_or_insert_with(|| why.clone());
         e.received = ReceivedKeys::default();
     }
 
@@ -193,5 +207,59 @@ impl LeaseLedger {
 
     pub fn is_empty(&self) -> bool {
         self.leases.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(id: i64, token: &str) -> PageWrite {
+        PageWrite {
+            partition_id: id,
+            lease_token: token.into(),
+            page: PageRecords::Conversations(Vec::new()),
+            completion: None,
+        }
+    }
+
+    #[test]
+    fn a_lease_that_lost_a_page_is_answered_with_the_reason_it_was_lost() {
+        let at = NaiveDateTime::default();
+        let mut l = LeaseLedger::default();
+        let (lost, failed, down) = (page(1, "a"), page(2, "b"), page(3, "c"));
+        for p in [&lost, &failed, &down] {
+            l.leased(p.partition_id, &p.lease_token, at);
+            assert_eq!(l.lease_failure(p), None, "every page written so far");
+        }
+        l.not_written(&lost, &StorageError::LeaseLost { partition_id: 1 }, at);
+        let permanent = StorageError::Database {
+            message: "Data too long for column 'queue_id'".into(),
+            transient: false,
+        };
+        l.not_written(&failed, &permanent, at);
+        let gave_up = StorageError::Unavailable {
+            attempts: 61,
+            last: "Lost connection".into(),
+        };
+        l.not_written(&down, &gave_up, at);
+        // A later failure does not replace the first.
+        l.not_written(&failed, &gave_up, at);
+
+        assert_eq!(
+            l.lease_failure(&lost),
+            Some(StorageError::LeaseLost { partition_id: 1 })
+        );
+        assert_eq!(l.lease_failure(&failed), Some(permanent));
+        assert_eq!(
+            l.lease_failure(&down),
+            Some(StorageError::IncompletePartition { partition_id: 3 })
+        );
+        // Another lease of the same partition, and an unfenced page, are not concerned.
+        assert_eq!(l.lease_failure(&page(3, "d")), None);
+        assert_eq!(l.lease_failure(&page(0, "")), None);
+        // Leased again: the new lease starts clean.
+        l.leased(3, "e", at);
+        assert_eq!(l.lease_failure(&page(3, "e")), None);
     }
 }

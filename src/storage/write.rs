@@ -15,7 +15,7 @@
 //! their digest.
 //!
 //! Completion after all rows: the [`LeaseLedger`] refuses the completion of a lease any of
-//! whose pages was not written ([`StorageError::IncompletePartition`]).
+//! whose pages was not written ([`LeaseLedger::lease_failure`]).
 //!
 //! [`BatchWriter`] ([`super::batch_writer`]) drives it with a connection it (re)opens itself,
 //! retrying transient errors and pinning permanent ones on their page.

@@ -90,8 +90,9 @@ pub struct BatchLimits {
 }
 
 impl BatchLimits {
-    /// A batch only holds pages the Fetchers sent and still await (`max_outstanding_pages`
-    /// each), so these bound a transaction, not memory. MySQL: one jobs page (1,000
+    /// These bound a transaction and the Writer's memory: pages are acknowledged once
+    /// buffered, so a batch fills up to them however few pages each Fetcher keeps in flight
+    /// (the page that fills it is answered after the commit). MySQL: one jobs page (1,000
     /// conversations) per batch and lane; five gained ~10 % in the writer bench but took the
     /// engine's peak RSS at 100,000 from 146 to 159 MB, too close to its 200 MB budget at
     /// 1,000,000. SQLite: five jobs pages. Its one writer rewrites, at every commit, each
