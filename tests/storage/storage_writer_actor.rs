@@ -369,39 +369,7 @@ fn killed_connections_lose_and_duplicate_nothing() {
     let recs = final_records(1200, t0(), Duration::seconds(20));
     let url = db.url.clone();
     // Four partitions, each written as 12 pages of 25 conversations, completion on the last.
-    let parts: Vec<(i64, String)> = {
-        let url = url.clone();
-        std::thread::spawn(move || {
-            let mut c = sluice::storage::connect(&url).unwrap();
-            sluice::storage::run_migrations(&mut c).unwrap();
-            (0..4)
-                .map(|k| {
-                    let p = checkpoint::plan_partitions(
-                        &mut c,
-                        &[NewPartition {
-                            dataset: Dataset::Conversations,
-                            range_start: t0() + Duration::hours(2 * k),
-                            range_end: t0() + Duration::hours(2 * k + 2),
-                        }],
-                        Utc::now(),
-                    )
-                    .unwrap();
-                    let token = checkpoint::lease_partition(
-                        &mut c,
-                        p[0].id,
-                        "test",
-                        StdDuration::from_secs(3600),
-                        Utc::now(),
-                    )
-                    .unwrap()
-                    .unwrap();
-                    (p[0].id, token)
-                })
-                .collect()
-        })
-        .join()
-        .unwrap()
-    };
+    let parts = leased_blocks(&url, 4);
 
     let stop = Arc::new(AtomicBool::new(false));
     let killer = {
